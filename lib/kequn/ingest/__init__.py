@@ -1,0 +1,177 @@
+"""The ingest stage: landing batches into bronze Delta tables, safely.
+
+Per source: find the ``dt=`` batches up to ``--as-of`` not loaded yet (by
+fingerprint, from the ``bronze.ingest_batches`` ledger); reject a batch whose
+files lack a contract column (the other sources still load); parse, type and
+validate every row; send bad rows to ``bronze.quarantine`` with their reason;
+pseudonymise personal data and put clear values only in ``bronze.pii_vault``;
+MERGE the good rows so that loading a batch twice equals loading it once. The
+ledger is written last, so a crash before it only means the batch is merged
+again, which changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from functools import reduce
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from ..config import PipelineConfig
+from ..landing import MASTER, SOURCES, Source
+from ..tables import Warehouse
+from .discover import Batch, batches, header
+from .parse import bronze_rows, pseudonymised, quarantine_rows, raw_rows, validated_rows, vault_rows
+from .pseudonym import load_key
+
+log = logging.getLogger(__name__)
+
+LEDGER = "bronze.ingest_batches"
+QUARANTINE = "bronze.quarantine"
+VAULT = "bronze.pii_vault"
+LEDGER_SCHEMA = ("source string, batch_dt date, fingerprint string, files int, rows_read long, rows_loaded long, "
+                 "rows_quarantined long, status string, reason string, as_of date, loaded_at timestamp")
+
+
+class BatchRejected(RuntimeError):
+    """One or more batches broke the landing contract; the rest of ingest committed."""
+
+
+def _loaded(wh: Warehouse) -> set[tuple[str, str, str]]:
+    led = wh.read_or_empty(LEDGER, LEDGER_SCHEMA).where("status = 'loaded'")
+    # The ledger grows by one row per source and day: small enough to bring to the driver.
+    return {(r.source, str(r.batch_dt), r.fingerprint) for r in led.select("source", "batch_dt", "fingerprint").collect()}
+
+
+def _missing_columns(spark: SparkSession, source: Source, batch: Batch) -> tuple[dict, list[str]]:
+    groups: dict[tuple[str, ...], list[str]] = {}
+    errors = []
+    for f in batch.files:
+        cols = header(spark, f)
+        missing = [c for c in source.column_names if c not in cols]
+        if missing:
+            errors.append(f"source '{source.name}', batch dt={batch.dt}, file {f.rsplit('/', 1)[-1]}: "
+                          f"missing required column(s) {missing}")
+        groups.setdefault(tuple(cols), []).append(f)
+    return groups, errors
+
+
+def deduplicated(df: DataFrame, source: Source) -> DataFrame:
+    """One row per merge key, the earliest delivery winning, so MERGE sees each key once."""
+    keys = _merge_keys(source)
+    w = Window.partitionBy(*keys).orderBy("_batch_dt", "_row_hash", "_file", "_line")
+    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def _merge_keys(source: Source) -> list[str]:
+    if source.kind == MASTER:
+        # Every version is kept; the latest updated_at wins when read (kequn.bronze.master_as_of).
+        return [*source.key, source.version_column, "_row_hash"]
+    if source.name == "touch":
+        # A touch is re-delivered when opened: keep each batch's version; the latest batch wins when read.
+        return ["touch_id", "_batch_dt", "_row_hash"]
+    return list(source.key)
+
+
+def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: list[Batch], key: bytes,
+                  as_of: str, out: "_Pending") -> dict[str, int]:
+    started = time.time()
+    accepted = []
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for b in pending:
+        g, errs = _missing_columns(spark, source, b)
+        if errs:
+            out.errors += errs
+            out.ledger.append((source.name, b.dt, b.fingerprint, len(b.files), 0, 0, 0, "rejected", "; ".join(errs)))
+            continue
+        accepted.append(b)
+        for cols, files in g.items():
+            groups.setdefault(cols, []).extend(files)
+    if not accepted:
+        return {}
+
+    raw = reduce(DataFrame.unionByName, [raw_rows(spark, source, files, list(cols)) for cols, files in groups.items()])
+    # Cached, not staged as a table: these rows still hold clear personal data.
+    checked = pseudonymised(validated_rows(raw, source), source, key).persist(StorageLevel.MEMORY_AND_DISK)
+    out.cached.append(checked)
+    good = checked.where("_reason IS NULL")
+    bad = checked.where("_reason IS NOT NULL")
+
+    rows = deduplicated(bronze_rows(good, source), source)
+    wh.merge(rows, f"bronze.{source.name}", _merge_keys(source), update_when="s._batch_dt < t._batch_dt")
+
+    q = quarantine_rows(bad, source, as_of)
+    out.vault += vault_rows(checked, source)
+    out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
+                              F.col("_verbatim").alias("value")))
+    out.quarantine.append(q.drop("_verbatim"))
+
+    tally = checked.groupBy("_batch_dt", "_reason").count().collect()  # one row per batch and reason
+    per_batch: dict[str, list[int]] = {}
+    reasons: dict[str, int] = {}
+    for r in tally:
+        n = per_batch.setdefault(r["_batch_dt"].isoformat(), [0, 0])
+        n[0] += r["count"]
+        if r["_reason"] is not None:
+            n[1] += r["count"]
+            reasons[r["_reason"]] = reasons.get(r["_reason"], 0) + r["count"]
+    for b in accepted:
+        n, nbad = per_batch.get(b.dt, (0, 0))
+        out.ledger.append((source.name, b.dt, b.fingerprint, len(b.files), n, n - nbad, nbad, "loaded", None))
+    read = sum(n for n, _ in per_batch.values())
+    nbad = sum(x for _, x in per_batch.values())
+    log.info("ingest %-14s batches=%d rows_read=%d loaded=%d quarantined=%d (%.1fs)", source.name, len(accepted),
+             read, read - nbad, nbad, time.time() - started)
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        log.info("ingest %-14s quarantine reason %-40s %d", source.name, reason, n)
+    return {f"bronze.{source.name}": read - nbad, QUARANTINE: nbad}
+
+
+class _Pending:
+    """What every source adds and the run writes once at its end: vault, quarantine, ledger."""
+
+    def __init__(self):
+        self.vault: list[DataFrame] = []
+        self.quarantine: list[DataFrame] = []
+        self.ledger: list[tuple] = []
+        self.errors: list[str] = []
+        self.cached: list[DataFrame] = []
+
+
+def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: PipelineConfig) -> dict[str, int]:
+    key = load_key(config.pseudonym)
+    done = _loaded(wh)
+    counts: dict[str, int] = {}
+    out = _Pending()
+    for source in SOURCES.values():
+        found = batches(spark, landing, source.name, as_of)
+        pending = [b for b in found if (source.name, b.dt, b.fingerprint) not in done]
+        if not pending:
+            log.info("ingest %-14s %d batch(es) found, none new", source.name, len(found))
+            continue
+        for k, v in ingest_source(spark, wh, source, pending, key, as_of, out).items():
+            counts[k] = counts.get(k, 0) + v
+    if out.vault:
+        vault = reduce(DataFrame.unionByName, out.vault).dropDuplicates(["token"])
+        wh.merge(vault, VAULT, ["token"], update_when="false")
+    if out.quarantine:
+        wh.merge(reduce(DataFrame.unionByName, out.quarantine), QUARANTINE, ["source", "file", "line"],
+                 update_when="false")
+    if out.ledger:
+        # Written last: a crash before this line means the batches are merged again, which changes nothing.
+        rows = spark.createDataFrame([(*r, as_of) for r in out.ledger],
+                                     "source string, batch_dt string, fingerprint string, files int, rows_read long, "
+                                     "rows_loaded long, rows_quarantined long, status string, reason string, "
+                                     "as_of string")
+        rows = (rows.withColumn("batch_dt", F.to_date("batch_dt")).withColumn("as_of", F.to_date("as_of"))
+                .withColumn("loaded_at", F.current_timestamp()))
+        wh.merge(rows, LEDGER, ["source", "batch_dt", "fingerprint"])
+    for df in out.cached:
+        df.unpersist()
+    for e in out.errors:
+        log.error("ingest rejected: %s", e)
+    if out.errors:
+        raise BatchRejected("ingest rejected %d batch(es): %s" % (len(out.errors), " | ".join(out.errors)))
+    return counts

@@ -1,0 +1,169 @@
+"""From CSV files to typed, validated, pseudonymised rows.
+
+``raw_rows`` reads files (grouped by header, since column order may differ
+between files) with every column as a string and keeps the record Spark could
+not split (``_corrupt``) and the physical line each record starts on.
+``validated_rows`` types the columns, checks enumerations and required values,
+and collects every rule a row breaks in ``_reason``; ``bronze_rows`` replaces
+personal data with tokens and adds identifier validity. All built-in functions.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from ..landing import Source
+from . import identifiers as ids
+from .pseudonym import token
+
+CORRUPT = "_corrupt"
+DECIMAL = "decimal(18,2)"
+
+
+def raw_rows(spark: SparkSession, source: Source, files: list[str], columns: list[str]) -> DataFrame:
+    """Rows of files sharing one header, all strings, with ``_file``, ``_batch_dt``, ``_line`` and ``_extra``."""
+    schema = ", ".join(f"`{c}` string" for c in columns) + f", `{CORRUPT}` string"
+    df = (spark.read.schema(schema)
+          .option("header", True).option("multiLine", True).option("encoding", "UTF-8")
+          .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+          .csv(files)
+          # multiLine reads each file whole in one task, so the id orders records within a file.
+          .withColumn("_rid", F.monotonically_increasing_id())
+          .withColumn("_file", F.col("_metadata.file_path")))
+    known = [c for c in source.column_names if c in columns]
+    extra = [c for c in columns if c not in source.column_names]
+    newlines = F.size(F.split(F.coalesce(F.col(CORRUPT), F.concat_ws("\u0001", *[F.col(f"`{c}`") for c in columns])), "\n")) - 1
+    # A record starts on line 2 (after the header) plus every record and embedded line break before it.
+    w = Window.partitionBy("_file").orderBy("_rid")
+    line = F.row_number().over(w) + 1 + F.coalesce(F.sum(newlines).over(w.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
+    return df.select(
+        *[F.col(f"`{c}`").alias(c) for c in known],
+        *[F.lit(None).cast("string").alias(c) for c in source.column_names if c not in columns],
+        (F.create_map(*[x for c in extra for x in (F.lit(c), F.col(f"`{c}`"))]) if extra
+         else F.create_map().cast("map<string,string>")).alias("_extra"),
+        F.col(CORRUPT),
+        F.col("_file"),
+        F.to_date(F.regexp_extract("_file", r"/dt=(\d{4}-\d{2}-\d{2})/", 1)).alias("_batch_dt"),
+        line.cast("long").alias("_line"),
+        F.to_csv(F.struct(*[F.col(f"`{c}`") for c in columns])).alias("_raw_fields"),
+    )
+
+
+def _blank(c: Column) -> Column:
+    return c.isNull() | (F.trim(c) == "")
+
+
+def typed(c: Column, type_: str) -> Column:
+    t = F.trim(c)
+    if type_ == "date":
+        return F.try_to_timestamp(t, F.lit("yyyy-MM-dd")).cast("date")
+    if type_ == "timestamp":
+        s = F.regexp_replace(t, "T", " ")
+        return F.coalesce(F.try_to_timestamp(s, F.lit("yyyy-MM-dd HH:mm:ss")),
+                          F.try_to_timestamp(s, F.lit("yyyy-MM-dd HH:mm:ss.SSS")))
+    if type_ == "decimal":
+        return t.try_cast(DECIMAL)
+    if type_ == "int":
+        return t.try_cast("int")
+    if type_ == "boolean":
+        return F.when(F.lower(t) == "true", True).when(F.lower(t) == "false", False)
+    return F.when(~_blank(c), t)
+
+
+def rule_breaks(source: Source) -> list[Column]:
+    """One Column per rule, each null when the row keeps the rule, else the rule's name."""
+    checks = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_csv_record"))]
+    for col in source.columns:
+        c = F.col(col.name)
+        if col.required_value:
+            checks.append(F.when(_blank(c), F.lit(f"empty_required:{col.name}")))
+        if col.type != "string":
+            checks.append(F.when(~_blank(c) & typed(c, col.type).isNull(), F.lit(f"bad_{col.type}:{col.name}")))
+        if col.enum:
+            checks.append(F.when(~_blank(c) & ~F.trim(c).isin(*col.enum), F.lit(f"bad_enum:{col.name}")))
+    return checks
+
+
+def validated_rows(raw: DataFrame, source: Source) -> DataFrame:
+    reasons = F.array_compact(F.array(*rule_breaks(source)))
+    return raw.withColumn("_reason", F.when(F.size(reasons) > 0, F.array_join(reasons, "; ")))
+
+
+def _letters(hex_col: Column) -> Column:
+    # Hex digests as letters a-p: no run of digits that a PII scanner could mistake for a phone number.
+    return F.translate(hex_col, "0123456789", "ghijklmnop")
+
+
+def normal_col(name: str) -> str:
+    return f"__n_{name}"
+
+
+def token_col(name: str) -> str:
+    return f"__t_{name}"
+
+
+def pseudonymised(df: DataFrame, source: Source, key: bytes) -> DataFrame:
+    """Adds the normal form and the token of each personal-data and identifier column.
+
+    Two projections, so each value is normalised and hashed once however many
+    expressions (bronze column, vault row, masked raw text) use it.
+    """
+    normalised = [c for c in source.column_names if c in ids.NORMAL]
+    df = df.select("*", *[ids.NORMAL[c](F.col(c)).alias(normal_col(c)) for c in normalised])
+    return df.select("*", *[token(key, p, F.col(normal_col(p))).alias(token_col(p)) for p in source.pii])
+
+
+def bronze_rows(df: DataFrame, source: Source) -> DataFrame:
+    """Good rows in bronze form: typed columns, tokens instead of personal data, identifier validity."""
+    out: list[Column] = []
+    for col in source.columns:
+        c = F.col(col.name)
+        if col.name in source.pii:
+            out.append(F.col(token_col(col.name)).alias(f"{col.name}_token"))
+        elif col.name == "device_id":
+            out.append(F.when(~_blank(c), F.col(normal_col("device_id"))).alias("device_id"))
+        else:
+            out.append(typed(c, col.type).alias(col.name))
+        if col.name in ids.REASON and source.kind == "master":
+            reason = ids.REASON[col.name](c, F.col(normal_col(col.name)))
+            if col.name == "id_no" and "id_type" in source.column_names:
+                reason = F.when(~_blank(c) & (F.trim(F.col("id_type")) != "ID_CARD"), F.lit("not_id_card")).otherwise(reason)
+            out += [reason.isNull().alias(f"{col.name}_valid"), reason.alias(f"{col.name}_invalid_reason")]
+    body = df.select(*out, "_extra", "_batch_dt", "_file", "_line")
+    content = [c for c in body.columns if not c.startswith("_")]
+    return (body
+            .withColumn("_row_hash", _letters(F.sha2(F.to_json(F.struct(*content)), 256)))
+            .withColumn("_ingested_at", F.current_timestamp()))
+
+
+VAULT_SCHEMA = "token string, pii_type string, value string"
+
+
+def vault_rows(df: DataFrame, source: Source) -> list[DataFrame]:
+    """(token, pii_type, value) for every personal-data value: the only place clear values live."""
+    return [df.select(F.col(token_col(p)).alias("token"), F.lit(p).alias("pii_type"),
+                      F.col(normal_col(p)).alias("value")).where("token IS NOT NULL")
+            for p in source.pii]
+
+
+def masked_raw(source: Source) -> Column:
+    """The raw record with every personal-data field replaced by its token."""
+    raw = F.coalesce(F.col(CORRUPT), F.col("_raw_fields"))
+    for pii in source.pii:
+        # Replacing an empty search string leaves the text as it is, so no branch is needed.
+        raw = F.replace(raw, F.coalesce(F.col(pii), F.lit("")), F.coalesce(F.col(token_col(pii)), F.lit("")))
+    # A record Spark could not split may have shifted personal data into other fields: mask what looks like it.
+    return F.when(F.col(CORRUPT).isNull(), raw).otherwise(
+        F.regexp_replace(F.regexp_replace(raw, r"\d{6,}[\dXx]*", "#"), r"\p{IsHan}", "*"))
+
+
+def quarantine_rows(df: DataFrame, source: Source, as_of: str) -> DataFrame:
+    """Bad rows with file, line, masked raw text and reason; ``_verbatim`` goes to the vault only."""
+    raw_id = _letters(F.sha2(F.concat_ws("|", F.col("_file"), F.col("_line").cast("string")), 256))
+    return df.select(
+        F.lit(source.name).alias("source"), F.col("_file").alias("file"), F.col("_line").alias("line"),
+        masked_raw(source).alias("raw"), F.col("_reason").alias("reason"),
+        F.concat(F.lit("raw_"), F.substring(raw_id, 1, 32)).alias("raw_token"),
+        F.col("_batch_dt").alias("batch_dt"), F.lit(as_of).cast("date").alias("as_of"),
+        F.current_timestamp().alias("quarantined_at"),
+        F.coalesce(F.col(CORRUPT), F.col("_raw_fields")).alias("_verbatim"))

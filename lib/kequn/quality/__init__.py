@@ -1,0 +1,182 @@
+"""Quality gates: Great Expectations suites declared in ``conf/quality/*.yaml``.
+
+Public API
+----------
+``gate(wh, as_of, tables)``
+    Called by a stage before it publishes: validates each staged DataFrame whose table has a
+    suite, records every expectation in ``quality.validation_results`` and raises
+    :class:`QualityGateError` when a ``critical`` expectation failed (the stage then writes
+    nothing). ``warning`` failures are recorded and logged. Tables without a suite pass through.
+``run(spark, wh, as_of, config)``
+    The ``quality`` stage: validates every published table that has a suite (the run's day only
+    for tables with a ``partition_column``), records the results, raises on critical failures.
+``load_suites(directory)`` / ``suites_for(conf_dir)``
+    The suites as frozen dataclasses (:mod:`kequn.quality.config`).
+
+Results are idempotent per (as_of, phase, table): a new call for the same day and table
+replaces the rows of the previous call of the same phase (``gate`` or ``stage``); every call
+gets a new ``run_id``. See docs/quality.md.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+from .config import TableSuite, load_suites, quality_conf_dir
+
+log = logging.getLogger(__name__)
+
+RESULTS_TABLE = "quality.validation_results"
+# Contract columns first; ours after them.
+RESULTS_SCHEMA = ("run_id string, as_of date, table_name string, expectation string, success boolean, "
+                  "observed_value string, severity string, phase string, batch string, validated_at timestamp")
+
+__all__ = ["QualityGateError", "gate", "run", "load_suites", "suites_for", "RESULTS_TABLE"]
+
+
+class QualityGateError(RuntimeError):
+    """A critical expectation failed; the stage publishes nothing."""
+
+
+def suites_for(conf_dir: Optional[str | Path] = None) -> dict[str, TableSuite]:
+    """Suites of ``<conf_dir>/quality`` (default: the project's conf/); none when the folder is absent."""
+    directory = quality_conf_dir(conf_dir)
+    return load_suites(directory) if directory.is_dir() else {}
+
+
+def _day(as_of) -> str:
+    return as_of.isoformat() if isinstance(as_of, dt.date) else str(as_of)[:10]
+
+
+def gate(wh, as_of, tables: dict) -> None:
+    """Validate staged tables before publication; raise QualityGateError on a critical failure."""
+    as_of = _day(as_of)
+
+    def lookup(name: str):
+        if name in tables:
+            return tables[name]
+        return wh.read(name) if wh.exists(name) else None
+
+    _check(wh, as_of, dict(tables), suites_for(), "gate", lookup)
+
+
+def run(spark, wh, as_of: str, config) -> dict[str, int]:
+    """The quality stage: validate every published table that has a suite."""
+    from pyspark.sql import functions as F
+
+    as_of = _day(as_of)
+    suites = suites_for(getattr(config, "conf_dir", None) or None)
+    frames = {}
+    for name, suite in suites.items():
+        if not wh.exists(name):
+            log.info("quality: %s not published yet; skipped", name)
+            continue
+        df = wh.read(name)
+        if suite.partition_column:
+            df = df.where(F.col(suite.partition_column) == F.lit(as_of).cast("date"))
+        frames[name] = df
+
+    def lookup(name: str):
+        return wh.read(name) if wh.exists(name) else None
+
+    outcomes = _check(wh, as_of, frames, suites, "stage", lookup)
+    return {RESULTS_TABLE: len(outcomes)}
+
+
+# --------------------------------------------------------------------------- internals
+
+def baseline_rows(wh, suite: TableSuite, as_of: str, phase: str) -> Optional[int]:
+    """Rows of the previous published version: the previous day's slice for partitioned tables;
+    otherwise the published table (gate: it is the previous version) or its version before last
+    (stage: the table read is the one just published)."""
+    from pyspark.sql import functions as F
+
+    name = suite.table
+    if not wh.exists(name):
+        return None
+    published = wh.read(name)
+    if suite.partition_column:
+        col = F.col(suite.partition_column)
+        day = F.lit(as_of).cast("date")
+        prev = published.where(col < day).agg(F.max(col)).first()[0]
+        return None if prev is None else published.where(col == F.lit(prev)).count()
+    if phase == "gate":
+        return published.count()
+    version = wh.version(name)
+    if not version:
+        return None
+    return _read_version(wh, name, version - 1).count()
+
+
+def _read_version(wh, name: str, version: int):
+    # Warehouse has no time-travel read yet (reported); this is the only read outside it.
+    return wh.spark.read.format("delta").option("versionAsOf", version).load(wh.path(name))
+
+
+def _docs_dir(wh) -> Optional[str]:
+    if "://" in wh.root:
+        log.info("quality: Data Docs are written for local warehouses only (%s)", wh.root)
+        return None
+    return f"{wh.root}/quality/data_docs"
+
+
+def _check(wh, as_of: str, frames: dict, suites: dict[str, TableSuite], phase: str, lookup) -> list:
+    from .engine import build_docs, new_context, validate
+    from .expectations import derived_expectations, main_expectations
+
+    started = time.monotonic()
+    checked = {n: df for n, df in frames.items() if n in suites}
+    for name in frames:
+        if name not in suites:
+            log.info("quality: %s has no suite; passed through unchecked", name)
+    if not checked:
+        return []
+    context = new_context(_docs_dir(wh))
+    outcomes = []
+    for name, df in checked.items():
+        suite = suites[name]
+        baseline = baseline_rows(wh, suite, as_of, phase) if suite.row_count else None
+        exps = main_expectations(suite, df.schema, as_of, baseline)
+        if exps:
+            outcomes += validate(context, name, "main", df, exps)
+        derived = derived_expectations(suite, df, as_of, lookup, log)
+        if derived is not None:
+            outcomes += validate(context, name, "derived", derived.frame, derived.expectations)
+    if _docs_dir(wh):
+        build_docs(context)
+    run_id = record(wh, as_of, phase, list(checked), outcomes)
+    for o in outcomes:
+        if not o.success and o.severity != "critical":
+            log.warning("quality: %s: %s failed (%s): observed %s", o.table_name, o.expectation, o.severity,
+                        o.observed_value)
+    log.info("quality: %s %s: %d tables, %d expectations, %d failed, run_id %s, %.1f s", phase, as_of,
+             len(checked), len(outcomes), sum(not o.success for o in outcomes), run_id, time.monotonic() - started)
+    critical = [o for o in outcomes if not o.success and o.severity == "critical"]
+    if critical:
+        lines = [f"{o.table_name}: {o.expectation} -> observed {o.observed_value}" for o in critical]
+        raise QualityGateError(f"quality {phase} for {as_of} failed {len(critical)} critical expectation(s):\n  "
+                               + "\n  ".join(lines))
+    return outcomes
+
+
+def record(wh, as_of: str, phase: str, tables: list[str], outcomes: list) -> str:
+    """Write the outcomes; replaces this (as_of, phase, table)'s rows of any earlier call."""
+    run_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    now = dt.datetime.now()
+    day = dt.date.fromisoformat(as_of)
+    rows = [(run_id, day, o.table_name, o.expectation, o.success, o.observed_value, o.severity, phase, o.batch, now)
+            for o in outcomes]
+    df = wh.spark.createDataFrame(rows, RESULTS_SCHEMA)
+    names = ", ".join("'" + t.replace("'", "''") + "'" for t in tables)
+    if not wh.exists(RESULTS_TABLE):
+        # Warehouse.overwrite's first write of a partitioned table sets overwriteSchema, which Delta
+        # refuses under the session's dynamic partition overwrite mode (reported); append creates it.
+        wh.append(df, RESULTS_TABLE, partition_by=("as_of",))
+    else:
+        wh.overwrite(df, RESULTS_TABLE, partition_by=("as_of",),
+                     replace_where=f"as_of = DATE'{as_of}' AND phase = '{phase}' AND table_name IN ({names})")
+    return run_id

@@ -1,0 +1,154 @@
+"""The one SparkSession factory.
+
+Locally it starts ``local[*]`` with Delta's extension and catalog, the pinned
+JVM packages (from the project-local jar cache filled by ``scripts/setup``, so
+no network is needed after set-up), a checkpoint directory and small shuffle
+partitions. Under ``spark-submit`` it leaves master and packages to the
+command line, so nothing here breaks on a cluster.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping, Optional
+
+from pyspark.sql import SparkSession
+
+from . import versions
+from .config import PROJECT_ROOT, PipelineConfig
+
+log = logging.getLogger(__name__)
+
+JAR_CACHE = Path(os.environ.get("KEQUN_JAR_CACHE", PROJECT_ROOT / ".cache" / "jars"))
+IVY_CACHE = Path(os.environ.get("KEQUN_IVY_CACHE", PROJECT_ROOT / ".cache" / "ivy"))
+IVY_SETTINGS = PROJECT_ROOT / "conf" / "ivysettings.xml"
+
+LOCAL_DEFAULTS = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "4",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.session.timeZone": "Asia/Shanghai",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "6g",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # Keep the driver's own output quiet: our log says what runs.
+    "spark.log.level": "WARN",
+}
+
+
+def cached_jars(packages: list[str]) -> Optional[list[str]]:
+    """Jars resolved at set-up for exactly these coordinates, or None."""
+    manifest = JAR_CACHE / "manifest.txt"
+    if not manifest.exists():
+        return None
+    lines = manifest.read_text().splitlines()
+    if not lines or lines[0] != ",".join(sorted(packages)):
+        return None
+    jars = [str(JAR_CACHE / name) for name in lines[1:] if name]
+    return jars if jars and all(Path(j).exists() for j in jars) else None
+
+
+def _artifact(jar_name: str) -> str:
+    import re
+    m = re.match(r"^(.*?)-\d", jar_name)
+    return m.group(1) if m else jar_name
+
+
+def _spark_artifacts() -> set[str]:
+    import pyspark
+    jars = Path(pyspark.__file__).parent / "jars"
+    return {_artifact(p.name) for p in jars.glob("*.jar")}
+
+
+def package_conf(packages: list[str]) -> dict[str, str]:
+    """How the JVM finds its packages: the local cache if filled, else Ivy (Maven Central)."""
+    jars = cached_jars(packages)
+    if jars:
+        return {"spark.jars": ",".join(jars)}
+    return {
+        "spark.jars.packages": ",".join(packages),
+        "spark.jars.ivy": str(IVY_CACHE),
+        "spark.jars.ivySettings": str(IVY_SETTINGS),
+    }
+
+
+def under_spark_submit() -> bool:
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(
+    warehouse: Optional[str] = None,
+    config: Optional[PipelineConfig] = None,
+    overrides: Optional[Mapping[str, str]] = None,
+    extra_packages: Optional[list[str]] = None,
+) -> SparkSession:
+    """Return the SparkSession for a kequn run, with every warehouse table registered."""
+    config = config or PipelineConfig()
+    builder = SparkSession.builder.appName(config.spark.app_name)
+    conf: dict[str, str] = {}
+    if not under_spark_submit():
+        builder = builder.master(os.environ.get("KEQUN_SPARK_MASTER", config.spark.master))
+        conf.update(LOCAL_DEFAULTS)
+        conf.update(package_conf(versions.JVM_PACKAGES + list(extra_packages or [])))
+        if os.environ.get("KEQUN_TEST"):
+            conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
+                         "spark.default.parallelism": "2", "spark.driver.memory": "2g"})
+    conf.update({
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    })
+    if warehouse:
+        conf["spark.sql.warehouse.dir"] = str(Path(warehouse).absolute() / "_spark_warehouse")
+    conf.update(config.spark.conf)
+    conf.update(overrides or {})
+    for k, v in conf.items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    if warehouse:
+        spark.sparkContext.setCheckpointDir(str(Path(warehouse).absolute() / "_checkpoints"))
+        from .tables import Warehouse
+        Warehouse(spark, warehouse).register_all()
+    return spark
+
+
+def resolve_packages(packages: Optional[list[str]] = None) -> list[str]:
+    """Resolve the pinned JVM packages from Maven Central once, into the project-local cache.
+
+    Run by ``scripts/setup``; later sessions read the cached jars and need no network.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    packages = sorted(packages or versions.JVM_PACKAGES)
+    if cached_jars(packages):
+        return cached_jars(packages)
+    IVY_CACHE.mkdir(parents=True, exist_ok=True)
+    # A throw-away JVM does the resolution, so this process's session gets the cached jars.
+    code = (
+        "from pyspark.sql import SparkSession\n"
+        "s = (SparkSession.builder.master('local[1]')"
+        f".config('spark.jars.packages', {','.join(packages)!r})"
+        f".config('spark.jars.ivy', {str(IVY_CACHE)!r})"
+        f".config('spark.jars.ivySettings', {str(IVY_SETTINGS)!r})"
+        ".config('spark.ui.enabled', 'false').getOrCreate())\n"
+        "print('JARS=' + s.sparkContext.getConf().get('spark.jars'))\n"
+        "s.stop()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("JARS=")), None)
+    if out.returncode != 0 or not line:
+        raise RuntimeError(f"could not resolve {packages} from Maven Central:\n{out.stderr[-3000:]}")
+    JAR_CACHE.mkdir(parents=True, exist_ok=True)
+    names = []
+    for uri in line[5:].split(","):
+        src = uri.replace("file://", "").replace("file:", "")
+        if _artifact(os.path.basename(src).split("_", 1)[-1]) in _spark_artifacts():
+            # pyspark ships its own (newer) copy; an older one first on the classpath breaks Spark.
+            continue
+        shutil.copy2(src, JAR_CACHE / os.path.basename(src))
+        names.append(os.path.basename(src))
+    (JAR_CACHE / "manifest.txt").write_text("\n".join([",".join(packages)] + names) + "\n")
+    return cached_jars(packages)

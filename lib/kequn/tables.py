@@ -1,0 +1,131 @@
+"""The only module that knows where tables live and how they are written.
+
+Every table is a Delta folder at ``<warehouse>/<database>/<table>`` and is
+registered as ``<database>.<table>`` in the session's catalog (an embedded,
+in-memory catalog: nothing to install), so SQL works in jobs, in
+``kequn sql`` and in notebooks alike. Writes go through Delta (overwrite with
+``replaceWhere`` for a day's partition, MERGE for upserts) so that a failed
+write leaves the previous version in place and re-runs are idempotent.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterable, Optional, Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+DATABASES = ("bronze", "silver", "gold", "quality")
+STAGING = "_staging"
+
+
+def absolute(root: str) -> str:
+    """A local path made absolute; URIs (s3a://, hdfs://, abfss://) left as they are."""
+    return root if "://" in root else os.path.abspath(root)
+
+
+class Warehouse:
+    def __init__(self, spark: SparkSession, root: str):
+        self.spark = spark
+        self.root = absolute(str(root))
+
+    # ------------------------------------------------------------------ names and paths
+    def path(self, name: str) -> str:
+        db, table = name.split(".", 1)
+        if db not in DATABASES:
+            raise ValueError(f"unknown database '{db}' in table name '{name}'; expected one of {DATABASES}")
+        return f"{self.root}/{db}/{table}"
+
+    def staging_path(self, name: str) -> str:
+        db, table = name.split(".", 1)
+        return f"{self.root}/{STAGING}/{db}/{table}"
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.isDeltaTable(self.spark, self.path(name))
+
+    def version(self, name: str) -> Optional[int]:
+        if not self.exists(name):
+            return None
+        return DeltaTable.forPath(self.spark, self.path(name)).history(1).collect()[0]["version"]
+
+    # ------------------------------------------------------------------ catalog
+    def register(self, name: str) -> None:
+        db, _ = name.split(".", 1)
+        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{self.path(name)}'")
+
+    def tables(self) -> list[str]:
+        """Names of the Delta tables present in the warehouse."""
+        found = []
+        if "://" in self.root:
+            jvm = self.spark.sparkContext._jvm
+            hpath = jvm.org.apache.hadoop.fs.Path(self.root)
+            fs = hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+            for db in DATABASES:
+                dbp = jvm.org.apache.hadoop.fs.Path(f"{self.root}/{db}")
+                if fs.exists(dbp):
+                    found += [f"{db}.{st.getPath().getName()}" for st in fs.listStatus(dbp) if st.isDirectory()]
+        else:
+            for db in DATABASES:
+                d = os.path.join(self.root, db)
+                if os.path.isdir(d):
+                    found += [f"{db}.{t}" for t in sorted(os.listdir(d))
+                              if os.path.isdir(os.path.join(d, t, "_delta_log"))]
+        return found
+
+    def register_all(self) -> None:
+        for db in DATABASES:
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+        for name in self.tables():
+            self.register(name)
+
+    # ------------------------------------------------------------------ reads
+    def read(self, name: str) -> DataFrame:
+        return self.spark.read.format("delta").load(self.path(name))
+
+    def read_or_empty(self, name: str, schema: str) -> DataFrame:
+        return self.read(name) if self.exists(name) else self.spark.createDataFrame([], schema)
+
+    # ------------------------------------------------------------------ writes
+    def overwrite(self, df: DataFrame, name: str, partition_by: Sequence[str] = (),
+                  replace_where: Optional[str] = None) -> None:
+        """Replace the table (or, with ``replace_where``, just the matching partition) atomically."""
+        writer = df.write.format("delta").mode("overwrite")
+        if replace_where and self.exists(name):
+            writer = writer.option("replaceWhere", replace_where)
+        else:
+            writer = writer.option("overwriteSchema", "true")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.save(self.path(name))
+        self.register(name)
+
+    def append(self, df: DataFrame, name: str, partition_by: Sequence[str] = ()) -> None:
+        writer = df.write.format("delta").mode("append")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.save(self.path(name))
+        self.register(name)
+
+    def merge(self, df: DataFrame, name: str, keys: Iterable[str], update_when: Optional[str] = None,
+              partition_by: Sequence[str] = ()) -> None:
+        """Upsert ``df`` into ``name`` by ``keys``; ``update_when`` (over ``t.`` and ``s.``) guards updates."""
+        keys = list(keys)
+        if not self.exists(name):
+            self.overwrite(df, name, partition_by=partition_by)
+            return
+        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        (DeltaTable.forPath(self.spark, self.path(name)).alias("t")
+         .merge(df.alias("s"), cond)
+         .whenMatchedUpdateAll(condition=update_when)
+         .whenNotMatchedInsertAll()
+         .execute())
+        self.register(name)
+
+    def stage(self, df: DataFrame, name: str) -> DataFrame:
+        """Materialise ``df`` beside the warehouse so that checks and publication read one result."""
+        df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(self.staging_path(name))
+        return self.spark.read.format("delta").load(self.staging_path(name))
