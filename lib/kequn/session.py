@@ -33,6 +33,8 @@ LOCAL_DEFAULTS = {
     "spark.driver.memory": "6g",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # Delta rebuilds a table's state with 50 tasks by default: pure overhead on one machine.
+    "spark.databricks.delta.snapshotPartitions": "4",
     # Keep the driver's own output quiet: our log says what runs.
     "spark.log.level": "WARN",
 }
@@ -94,7 +96,8 @@ def build_session(
         conf.update(package_conf(versions.JVM_PACKAGES + list(extra_packages or [])))
         if os.environ.get("KEQUN_TEST"):
             conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
-                         "spark.default.parallelism": "2", "spark.driver.memory": "2g"})
+                         "spark.default.parallelism": "2", "spark.driver.memory": "2g",
+                         "spark.databricks.delta.snapshotPartitions": "1"})
     conf.update({
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",

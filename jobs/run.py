@@ -1,0 +1,10 @@
+"""spark-submit entry point: `spark-submit jobs/run.py --landing L --warehouse W --as-of YYYY-MM-DD`.
+
+Arguments, session and stage are the `kequn run` command's; see README "Running on a cluster".
+"""
+import sys
+
+from kequn.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:]]))

@@ -1,0 +1,76 @@
+"""Unit tests of the landing contract's cleaning rules, one rule at a time."""
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from kequn.ingest import identifiers as ids
+from kequn.ingest.parse import validated_rows
+from kequn.ingest.pseudonym import python_token, token
+from kequn.landing import SOURCES
+
+
+def _clean(spark, values, normal, reason):
+    df = spark.createDataFrame([(v,) for v in values], "raw string")
+    n = normal(F.col("raw"))
+    return df.select("raw", n.alias("normal")).select("raw", "normal", reason(F.col("raw"), F.col("normal")).alias("reason"))
+
+
+def test_mobile_normal_form_and_reasons(spark):
+    got = _clean(spark, ["+86 138-0013-8000", "008613800138000", "8613900139000", "13700137000", "12345",
+                         "12800138000", "", None], ids.mobile_normal, ids.mobile_reason)
+    expected = spark.createDataFrame([
+        ("+86 138-0013-8000", "13800138000", None), ("008613800138000", "13800138000", None),
+        ("8613900139000", "13900139000", None), ("13700137000", "13700137000", None),
+        ("12345", "12345", "bad_format"), ("12800138000", "12800138000", "bad_format"),
+        ("", "", "empty"), (None, None, "empty")], "raw string, normal string, reason string")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_id_no_check_digit_case_and_15_digit_conversion(spark):
+    got = _clean(spark, ["11010519491231002x", "11010519491231002X", "110105491231002", "110105194912310021",
+                         "1101051949123100", "PASSPORT1"], ids.id_no_normal, ids.id_no_reason)
+    expected = spark.createDataFrame([
+        ("11010519491231002x", "11010519491231002X", None), ("11010519491231002X", "11010519491231002X", None),
+        ("110105491231002", "11010519491231002X", None),
+        ("110105194912310021", "110105194912310021", "bad_check_digit"),
+        ("1101051949123100", "1101051949123100", "bad_format"), ("PASSPORT1", "PASSPORT1", "bad_format")],
+        "raw string, normal string, reason string")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_device_id_placeholders_are_invalid(spark):
+    got = _clean(spark, [" AbC-123 ", "0000000000", "unknown", "NULL", "", "00-00"],
+                 ids.device_id_normal, ids.device_id_reason)
+    expected = spark.createDataFrame([
+        (" AbC-123 ", "abc-123", None), ("0000000000", "0000000000", "placeholder"), ("unknown", "unknown", "placeholder"),
+        ("NULL", "null", "placeholder"), ("", "", "empty"), ("00-00", "00-00", "placeholder")],
+        "raw string, normal string, reason string")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_hmac_token_in_spark_equals_python_hmac(spark):
+    key = b"k" * 80  # longer than a block: hashed first, as HMAC requires
+    df = spark.createDataFrame([("13800138000",)], "v string")
+    got = df.select(token(key, "mobile", F.col("v")).alias("t")).first()["t"]
+    assert got == python_token(key, "mobile", "13800138000")
+    assert got != python_token(b"other key", "mobile", "13800138000")
+    assert not any(ch.isdigit() for ch in got)
+
+
+def test_row_rules_name_every_broken_rule(spark):
+    src = SOURCES["transaction"]
+    cols = src.column_names
+    rows = [
+        dict(txn_id="T1", source="core", source_key="C1", txn_time="2026-11-03T14:05:09", amount="10.5",
+             direction="debit", channel="app", category="education", product_code=None),
+        dict(txn_id="", source="core", source_key="C1", txn_time="2026-11-03 14:05:09", amount="10",
+             direction="debit", channel="app", category=None, product_code=None),
+        dict(txn_id="T3", source="bank", source_key="C1", txn_time="yesterday", amount="ten",
+             direction="debit", channel="app", category=None, product_code=None),
+    ]
+    df = spark.createDataFrame([tuple(r[c] for c in cols) for r in rows], ", ".join(f"{c} string" for c in cols))
+    df = df.withColumn("_corrupt", F.lit(None).cast("string"))
+    got = {r.txn_id: r._reason for r in validated_rows(df, src).collect()}
+    assert got["T1"] is None
+    assert got[""] == "empty_required:txn_id"
+    assert got["T3"] == "bad_enum:source; bad_timestamp:txn_time; bad_decimal:amount"
