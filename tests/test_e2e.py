@@ -129,5 +129,8 @@ def test_sql_command_and_other_engines_read_the_tables(demo, capsys):
     assert cli.main(["sql", "--warehouse", str(wh), "--format", "csv", "SELECT count(*) AS n FROM gold.one_id_map"]) == 0
     n = int(capsys.readouterr().out.strip().splitlines()[-1])
     assert n > 0
-    from deltalake import DeltaTable
-    assert DeltaTable(f"{wh}/gold/one_id_map").to_pyarrow_table().num_rows == n
+    from kequn.readers import delta_rs_table, duckdb_connection
+    assert delta_rs_table(str(wh), "gold.one_id_map").to_pyarrow_table().num_rows == n
+    con = duckdb_connection(str(wh))
+    assert con.execute("SELECT count(*) FROM gold.one_id_map").fetchone()[0] == n
+    assert con.execute(f"SELECT count(*) FROM gold.tag_values WHERE as_of = DATE '{END}'").fetchone()[0] > 0
