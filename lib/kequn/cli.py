@@ -120,6 +120,9 @@ def _session(args):
     from .session import build_session
     from .tables import Warehouse
 
+    if args.conf:
+        # Stages that load their own catalogs (tags, quality, segments, journeys) find it here too.
+        os.environ["KEQUN_CONF"] = str(Path(args.conf).absolute())
     config = load_pipeline(Path(args.conf) if args.conf else None)
     spark = build_session(args.warehouse, config, overrides=dict(args.spark_conf))
     return config, spark, Warehouse(spark, args.warehouse)

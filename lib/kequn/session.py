@@ -31,7 +31,6 @@ LOCAL_DEFAULTS = {
     "spark.sql.session.timeZone": "Asia/Shanghai",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "6g",
-    "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
     # Delta rebuilds a table's state with 50 tasks by default: pure overhead on one machine.
     "spark.databricks.delta.snapshotPartitions": "4",

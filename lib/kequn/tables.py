@@ -83,8 +83,11 @@ class Warehouse:
             self.register(name)
 
     # ------------------------------------------------------------------ reads
-    def read(self, name: str) -> DataFrame:
-        return self.spark.read.format("delta").load(self.path(name))
+    def read(self, name: str, version: Optional[int] = None) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.path(name))
 
     def read_or_empty(self, name: str, schema: str) -> DataFrame:
         return self.read(name) if self.exists(name) else self.spark.createDataFrame([], schema)

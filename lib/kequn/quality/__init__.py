@@ -109,12 +109,7 @@ def baseline_rows(wh, suite: TableSuite, as_of: str, phase: str) -> Optional[int
     version = wh.version(name)
     if not version:
         return None
-    return _read_version(wh, name, version - 1).count()
-
-
-def _read_version(wh, name: str, version: int):
-    # Warehouse has no time-travel read yet (reported); this is the only read outside it.
-    return wh.spark.read.format("delta").option("versionAsOf", version).load(wh.path(name))
+    return wh.read(name, version=version - 1).count()
 
 
 def _docs_dir(wh) -> Optional[str]:
@@ -135,7 +130,8 @@ def _check(wh, as_of: str, frames: dict, suites: dict[str, TableSuite], phase: s
             log.info("quality: %s has no suite; passed through unchecked", name)
     if not checked:
         return []
-    context = new_context(_docs_dir(wh))
+    docs_dir = _docs_dir(wh)
+    context = new_context(docs_dir)
     outcomes = []
     for name, df in checked.items():
         suite = suites[name]
@@ -146,7 +142,7 @@ def _check(wh, as_of: str, frames: dict, suites: dict[str, TableSuite], phase: s
         derived = derived_expectations(suite, df, as_of, lookup, log)
         if derived is not None:
             outcomes += validate(context, name, "derived", derived.frame, derived.expectations)
-    if _docs_dir(wh):
+    if docs_dir:
         build_docs(context)
     run_id = record(wh, as_of, phase, list(checked), outcomes)
     for o in outcomes:
