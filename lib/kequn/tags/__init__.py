@@ -1,0 +1,142 @@
+"""The tag warehouse stage: catalog (conf/tags/*.yaml) -> per-person tag values as of a day.
+
+``run`` loads and validates the catalog (before any Spark job), computes statistic tags in
+one aggregation pass per source and rule tags over the wide row, scores the MLlib need
+models and the k-means cluster tag, gates every tag (coverage, PSI against the previous
+day), passes the staged outputs through ``kequn.quality.gate`` and then publishes:
+
+- gold.tag_values(as_of, one_id, tag_code, tag_value)       day partition replaced
+- gold.customer_profile(one_id, as_of, <one column per tag>) latest day (overwrite)
+- gold.tag_catalog(tag_code, name_zh, name_en, category, kind, value_type, description,
+  coverage, as_of, definition, value_distribution, gate_status, gate_reason)  latest day
+- gold.tag_model_metrics(as_of, model, auc, train_rows, test_rows, status) day partition
+- gold.tag_cluster_profile(as_of, tag_code, cluster_id, members, share, feature_means)
+- quality.tag_gate_results(as_of, tag_code, coverage, prev_as_of, prev_coverage, psi, status, reason)
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .catalog import Catalog, load_catalog, validate
+from .plan import computed, id_map_as_of, wide_frame
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run", "load_catalog", "validate", "compute_profile", "wide_frame", "Catalog"]
+
+
+def catalog_for(config) -> tuple[Catalog, list[str]]:
+    """The catalog under the pipeline's conf dir and its display order (file order)."""
+    conf_dir = Path(config.conf_dir) if getattr(config, "conf_dir", "") else None
+    loaded = load_catalog(conf_dir / "tags" if conf_dir else None)
+    return loaded, loaded.codes
+
+
+def compute_profile(wh, as_of: str, catalog: Catalog, codes: list[str], id_map: Optional[DataFrame] = None):
+    """Staged profile (one_id, as_of, every tag), model outcomes and cluster profiles, before gating."""
+    from . import clusters, models, values
+
+    id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
+    wide = wh.stage(computed(wh, as_of, catalog, id_map=id_map), "silver.tags_wide")
+    outcomes = models.propensity(wh, as_of, catalog, wide, id_map)
+    full = wide
+    for o in outcomes:
+        if o.scores is not None:
+            full = full.join(o.scores, "one_id", "left")
+    cluster_profiles = []
+    for t in catalog.of_kind("model"):
+        if t.definition.model.method == "kmeans":
+            assigned, prof, why = clusters.kmeans_tag(t, wide, as_of)
+            if assigned is not None:
+                full = full.join(assigned, "one_id", "left")
+                cluster_profiles.append(prof)
+    prof_df = wh.stage(values.profile(full, codes, catalog, as_of), "silver.tags_profile_raw")
+    return prof_df, outcomes, cluster_profiles
+
+
+def run(spark, wh, as_of: str, config) -> dict[str, int]:
+    from .. import quality
+    from . import clusters, gates, models, values
+
+    t0 = time.time()
+    loaded, codes = catalog_for(config)
+    catalog = validate(spark, loaded)          # SQL checked, dependency order; no Spark job
+    log.info("tags: catalog of %d tags (%d statistic, %d rule, %d model) over sources %s",
+             len(catalog), len(catalog.of_kind("statistic")), len(catalog.of_kind("rule")),
+             len(catalog.of_kind("model")), catalog.sources())
+
+    prof_raw, outcomes, cluster_profiles = compute_profile(wh, as_of, catalog, codes)
+
+    # ---- tag-level gates against the previous day
+    prev_day = gates.previous_day(wh, as_of)
+    today_long = values.long_form(prof_raw, codes)
+    prev_long = (wh.read("gold.tag_values").where(F.col("as_of") == F.lit(prev_day).cast("date"))
+                 if prev_day else None)
+    counts, quant = gates.distributions(today_long, prev_long, catalog, codes)
+    results = gates.evaluate(catalog, codes, counts, prev_day is not None)
+    withheld = [c for c in codes if results[c].status == "withheld"]
+    published = [c for c in codes if c not in withheld]
+    if withheld:
+        log.warning("tags: %d tag(s) withheld as of %s: %s", len(withheld), as_of, ", ".join(withheld))
+    dist = {c: gates.value_distribution(catalog, c, counts, quant) for c in codes}
+
+    # ---- stage, quality gate, publish
+    profile = wh.stage(values.withheld_nulled(prof_raw, withheld), "gold.customer_profile")
+    tag_values = wh.stage(values.long_form(profile, published), "gold.tag_values")
+    tag_catalog = wh.stage(values.catalog_frame(spark, values.catalog_rows(catalog, codes, as_of, results, dist)),
+                           "gold.tag_catalog")
+    gate_df = wh.stage(gates.results_frame(spark, as_of, prev_day, results), "quality.tag_gate_results")
+    metrics = wh.stage(models.metrics_frame(spark, as_of, outcomes), "gold.tag_model_metrics")
+    cprof = cluster_profiles[0] if cluster_profiles else spark.createDataFrame([], clusters.PROFILE_SCHEMA)
+    for p in cluster_profiles[1:]:
+        cprof = cprof.unionByName(p)
+    cprof = wh.stage(cprof, "gold.tag_cluster_profile")
+
+    quality.gate(wh, as_of, {"gold.tag_values": tag_values, "gold.customer_profile": profile,
+                             "gold.tag_catalog": tag_catalog})
+
+    counts_out: dict[str, int] = {}
+    write_day(wh, tag_values, "gold.tag_values", as_of)
+    counts_out["gold.tag_values"] = tag_values.count()
+    if is_latest(wh, as_of, "gold.customer_profile"):
+        wh.overwrite(profile, "gold.customer_profile")
+        wh.overwrite(tag_catalog, "gold.tag_catalog")
+        counts_out["gold.customer_profile"] = profile.count()
+        counts_out["gold.tag_catalog"] = len(codes)
+    else:
+        log.info("tags: %s is older than the published profile; customer_profile and tag_catalog kept", as_of)
+    write_day(wh, gate_df, "quality.tag_gate_results", as_of)
+    write_day(wh, metrics, "gold.tag_model_metrics", as_of)
+    write_day(wh, cprof, "gold.tag_cluster_profile", as_of)
+    counts_out["quality.tag_gate_results"] = len(results)
+    counts_out["gold.tag_model_metrics"] = len(outcomes)
+    counts_out["gold.tag_cluster_profile"] = cprof.count()
+    log.info("tags: as of %s published %d tags, withheld %d, in %.1f s", as_of, len(published), len(withheld),
+             time.time() - t0)
+    return counts_out
+
+
+def write_day(wh, df: DataFrame, name: str, as_of: str) -> None:
+    """Replace the day's partition of a table partitioned by as_of (history kept).
+
+    The first write appends: Warehouse.overwrite would combine overwriteSchema with partitionBy,
+    which Delta refuses under the session's dynamic partitionOverwriteMode.
+    """
+    if wh.exists(name):
+        wh.overwrite(df, name, partition_by=("as_of",), replace_where=f"as_of = DATE'{as_of}'")
+    else:
+        wh.append(df, name, partition_by=("as_of",))
+
+
+def is_latest(wh, as_of: str, name: str) -> bool:
+    """True when ``as_of`` is on or after the day the (latest-day) table currently holds."""
+    if not wh.exists(name):
+        return True
+    cur = wh.read(name).agg(F.max("as_of")).first()[0]
+    return cur is None or cur.isoformat() <= as_of

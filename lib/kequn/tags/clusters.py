@@ -1,0 +1,58 @@
+"""Smart grouping: MLlib k-means over standardised value/behaviour tags; the cluster id is a tag.
+
+Features are log1p(max(x, 0)) when ``log_features`` (money is heavily skewed), then
+standardised (mean 0, sd 1). Cluster ids are renumbered by ascending centre of the first
+feature, so that id 0 is always the lowest-value group whatever k-means' own numbering.
+``gold.tag_cluster_profile`` holds per cluster its size, share and mean raw features.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Optional
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .catalog import Tag
+from .models import feature_frame
+
+log = logging.getLogger(__name__)
+
+PROFILE_SCHEMA = ("as_of date, tag_code string, cluster_id int, members bigint, share double, "
+                  "feature_means map<string,double>")
+
+
+def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame], Optional[DataFrame], str]:
+    """(one_id, <code>) and the cluster profile, or (None, None, reason) when it cannot run."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.clustering import KMeans
+    from pyspark.ml.feature import StandardScaler, VectorAssembler
+
+    m = t.definition.model
+    feats = list(m.features)
+    t0 = time.time()
+    raw = feature_frame(wide, feats)
+    x = raw.select("one_id", *[(F.log1p(F.greatest(F.col(f), F.lit(0.0))) if m.log_features else F.col(f)).alias(f)
+                               for f in feats])
+    n = x.count()
+    if n < 2 * m.k:
+        why = f"{n} persons, fewer than 2*k = {2 * m.k}"
+        log.warning("tags: k-means %s skipped as of %s: %s", t.code, as_of, why)
+        return None, None, why
+    model = Pipeline(stages=[VectorAssembler(inputCols=feats, outputCol="raw"),
+                             StandardScaler(inputCol="raw", outputCol="features", withMean=True, withStd=True),
+                             KMeans(featuresCol="features", predictionCol="cluster", k=m.k, seed=m.seed)]).fit(x)
+    centers = model.stages[-1].clusterCenters()
+    order = sorted(range(len(centers)), key=lambda i: (float(centers[i][0]), i))
+    relabel = F.create_map(*[F.lit(v) for i, old in enumerate(order) for v in (old, i)])
+    assigned = model.transform(x).select("one_id", relabel[F.col("cluster")].cast(t.spark_type).alias(t.code))
+    prof = (assigned.join(raw, "one_id")
+            .groupBy(F.col(t.code).cast("int").alias("cluster_id"))
+            .agg(F.count(F.lit(1)).alias("members"), *[F.avg(f).alias(f) for f in feats])
+            .select(F.lit(dt.date.fromisoformat(as_of)).alias("as_of"), F.lit(t.code).alias("tag_code"), "cluster_id",
+                    "members", (F.col("members") / F.lit(n)).alias("share"),
+                    F.create_map(*[v for f in feats for v in (F.lit(f), F.col(f).cast("double"))]).alias("feature_means")))
+    log.info("tags: k-means %s as of %s: %d persons, k=%d, %.1f s", t.code, as_of, n, m.k, time.time() - t0)
+    return assigned, prof, "ok"

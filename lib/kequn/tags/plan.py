@@ -1,0 +1,263 @@
+"""Catalog -> computation: one conditional-aggregation pass per source, joined once per person.
+
+Every statistic tag of a source becomes one aggregate column ``agg FILTER (WHERE window AND
+where)`` of the SAME ``groupBy(one_id)``, so the number of aggregations is the number of
+sources used, never the number of tags (distinct counts are ``collect_set`` + ``size``: no
+Expand). The per-source results are left-joined onto the person list (the ``person`` pass,
+which always runs), defaults are applied, then rule tags are evaluated as SQL over the wide
+row in dependency order. Facts are read point-in-time with ``kequn.bronze.facts_as_of``
+and mapped to persons with the one_id map as of the same day.
+
+Source views (columns a tag may reference; ``event_date`` is the default window column,
+``as_of_date`` the run day):
+
+- transaction: the bronze columns, ``event_date = to_date(txn_time)``
+- event: the bronze columns, ``event_date = to_date(event_time)``
+- holding: the bronze columns, ``event_date = snapshot_date``, ``latest_snapshot_date`` (the
+  person's latest snapshot on or before D), ``snapshot_date_30d_ago`` (the person's latest on
+  or before D-30)
+- touch: the bronze columns (re-deliveries resolved), ``event_date = to_date(sent_time)``
+- consent: the bronze columns, ``event_date = to_date(event_time)``
+- person: every master record of the person (core_customer, card_account, app_user,
+  wechat_user as of D) with ``record_source``, ``source_key`` and the union of their
+  attributes; ``event_date`` = the record's open/register/subscribe date
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from .. import bronze
+from .catalog import Catalog, Definition, Tag
+
+log = logging.getLogger(__name__)
+
+_COMMON = "event_date date, one_id bigint, as_of_date date"
+SOURCE_SCHEMAS: dict[str, str] = {
+    "transaction": ("txn_id string, source string, source_key string, txn_time timestamp, amount decimal(18,2), "
+                    "direction string, channel string, category string, product_code string, " + _COMMON),
+    "event": ("event_id string, source string, user_key string, device_id string, event_time timestamp, "
+              "event_type string, page string, keyword string, " + _COMMON),
+    "holding": ("source_key string, snapshot_date date, product_type string, balance decimal(18,2), "
+                "maturity_date date, latest_snapshot_date date, snapshot_date_30d_ago date, " + _COMMON),
+    "touch": ("touch_id string, campaign_id string, step int, channel string, target_source string, "
+              "target_key string, sent_time timestamp, opened_time timestamp, converted_time timestamp, " + _COMMON),
+    "consent": ("source string, source_key string, purpose string, granted boolean, event_time timestamp, "
+                + _COMMON),
+    "person": ("record_source string, source_key string, gender string, birth_date date, occupation string, "
+               "marital_status string, annual_income decimal(18,2), branch_code string, open_date date, "
+               "card_level string, credit_limit decimal(18,2), register_time timestamp, app_type string, "
+               "subscribe_time timestamp, bound_cust_no string, mobile_valid boolean, updated_at timestamp, "
+               + _COMMON),
+}
+ID_MAP_SCHEMA = "source string, source_key string, one_id bigint"
+MAP_HISTORY = "silver.one_id_map_history"
+
+
+# --------------------------------------------------------------------------- persons
+
+def id_map_as_of(wh, as_of: str) -> DataFrame:
+    """(source, source_key, one_id) as of the day: kequn.identity's reader, else the history table."""
+    try:
+        from ..identity import one_id_map_as_of  # type: ignore
+    except ImportError:
+        one_id_map_as_of = None
+    if one_id_map_as_of is not None:
+        return one_id_map_as_of(wh, as_of).select("source", "source_key", "one_id")
+    if not wh.exists(MAP_HISTORY):
+        raise RuntimeError(f"{MAP_HISTORY} does not exist: run the identity stage first")
+    hist = wh.read(MAP_HISTORY)
+    day = hist.where(F.col("as_of") <= F.lit(as_of).cast("date")).agg(F.max("as_of")).first()[0]
+    if day is None:
+        raise RuntimeError(f"{MAP_HISTORY} has no day on or before {as_of}: run the identity stage first")
+    return hist.where(F.col("as_of") == F.lit(day)).select("source", "source_key", F.col("one_id").cast("bigint"))
+
+
+def _empty(spark, source: str) -> DataFrame:
+    return spark.createDataFrame([], SOURCE_SCHEMAS[source])
+
+
+def _mapped(facts: DataFrame, id_map: DataFrame, map_source, map_key) -> DataFrame:
+    m = id_map.select(F.col("source").alias("_ms"), F.col("source_key").alias("_mk"), "one_id")
+    return (facts.withColumn("_ms", map_source).withColumn("_mk", map_key)
+            .join(m, ["_ms", "_mk"], "inner").drop("_ms", "_mk"))
+
+
+def _conform(df: DataFrame, source: str, as_of: str) -> DataFrame:
+    """Exactly the columns and types of SOURCE_SCHEMAS[source]."""
+    from .catalog import schema_fields
+    df = df.withColumn("as_of_date", F.lit(as_of).cast("date"))
+    types = dict(schema_fields(SOURCE_SCHEMAS[source]))
+    return df.select(*[(F.col(c) if c in df.columns else F.lit(None)).cast(t).alias(c) for c, t in types.items()])
+
+
+def source_view(wh, source: str, as_of: str, id_map: DataFrame) -> DataFrame:
+    """The source's facts (or master records) as of the day, each with the person's one_id."""
+    spark = wh.spark
+    d = F.lit(as_of).cast("date")
+    if source == "person":
+        return _conform(person_records(wh, as_of, id_map), source, as_of)
+    if not wh.exists(bronze.table_name(source)):
+        log.warning("tags: %s missing; its tags have no facts", bronze.table_name(source))
+        return _empty(spark, source)
+    facts = bronze.facts_as_of(wh, source, as_of)
+    if source == "transaction":
+        out = _mapped(facts, id_map, F.when(F.col("source") == "core", "core_customer")
+                      .when(F.col("source") == "card", "card_account"), F.col("source_key"))
+        out = out.withColumn("event_date", F.to_date("txn_time"))
+    elif source == "event":
+        out = _mapped(facts, id_map, F.when(F.col("source").isin("app", "web"), "app_user")
+                      .when(F.col("source").isin("official_account", "mini_program"), "wechat_user"), F.col("user_key"))
+        out = out.withColumn("event_date", F.to_date("event_time"))
+    elif source == "holding":
+        out = _mapped(facts, id_map, F.lit("core_customer"), F.col("source_key"))
+        w = Window.partitionBy("one_id")
+        out = (out.withColumn("event_date", F.col("snapshot_date"))
+               .withColumn("latest_snapshot_date", F.max("snapshot_date").over(w))
+               .withColumn("snapshot_date_30d_ago",
+                           F.max(F.when(F.col("snapshot_date") <= F.date_sub(d, 30), F.col("snapshot_date"))).over(w)))
+    elif source == "touch":
+        out = _mapped(facts, id_map, F.col("target_source"), F.col("target_key"))
+        out = out.withColumn("event_date", F.to_date("sent_time"))
+    elif source == "consent":
+        out = _mapped(facts, id_map, F.col("source"), F.col("source_key"))
+        out = out.withColumn("event_date", F.to_date("event_time"))
+    else:
+        raise ValueError(f"unknown tag source {source!r}")
+    return _conform(out, source, as_of)
+
+
+def person_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
+    """Every master record as of the day with its one_id, attributes unioned (null where absent)."""
+    parts = []
+    spec = {  # key column, then view column <- source column (absent source columns become null)
+        "core_customer": ("cust_no", {"event_date": "open_date"}),
+        "card_account": ("card_cust_id", {"event_date": "open_date"}),
+        "app_user": ("app_user_id", {"event_date": "register_time", "bound_cust_no": "cust_no"}),
+        "wechat_user": ("openid", {"event_date": "subscribe_time"}),
+    }
+    for src, (key, extra) in spec.items():
+        if not wh.exists(bronze.table_name(src)):
+            continue
+        df = bronze.master_as_of(wh, src, as_of)
+        df = df.withColumn("record_source", F.lit(src)).withColumn("source_key", F.col(key))
+        for c, s in extra.items():
+            df = df.withColumn(c, F.to_date(F.col(s)) if s in df.columns else F.lit(None).cast("date")) \
+                if c == "event_date" else df.withColumn(c, F.col(s) if s in df.columns else F.lit(None))
+        parts.append(_conform(df, "person", as_of).drop("one_id"))
+    if not parts:
+        return _empty(wh.spark, "person")
+    allrec = parts[0]
+    for p in parts[1:]:
+        allrec = allrec.unionByName(p)
+    m = id_map.select(F.col("source").alias("record_source"), "source_key", "one_id")
+    return allrec.join(m, ["record_source", "source_key"], "inner")
+
+
+# --------------------------------------------------------------------------- one pass per source
+
+def filter_condition(d: Definition, as_of: str) -> str:
+    conds = []
+    if d.window_days:
+        conds.append(f"({d.time_column}) BETWEEN date_sub(DATE'{as_of}', {d.window_days - 1}) AND DATE'{as_of}'")
+    if d.where:
+        conds.append(f"({d.where})")
+    return " AND ".join(conds) if conds else "true"
+
+
+def _stat_column(t: Tag, as_of: str):
+    d = t.definition
+    return F.expr(f"{d.agg} FILTER (WHERE {filter_condition(d, as_of)})").alias(t.code)
+
+
+def _value_column(t: Tag):
+    """The tag's value from its aggregate: ``value`` bound with a one-element lambda, then typed."""
+    d = t.definition
+    if d.value:
+        return F.expr(f"transform(array(`{t.code}`), value -> {d.value})[0]").cast(t.spark_type).alias(t.code)
+    return F.col(t.code).cast(t.spark_type).alias(t.code)
+
+
+def source_pass(view: DataFrame, tags: list[Tag], as_of: str) -> DataFrame:
+    """ONE aggregation over the source: one_id, every tag of the source, and _rows_in."""
+    agg = view.groupBy("one_id").agg(F.count(F.lit(1)).alias("_rows_in"), *[_stat_column(t, as_of) for t in tags])
+    agg = agg.withColumn("as_of_date", F.lit(as_of).cast("date"))
+    return agg.select("one_id", "_rows_in", *[_value_column(t) for t in tags])
+
+
+def stats_by_source(catalog: Catalog) -> dict[str, list[Tag]]:
+    out: dict[str, list[Tag]] = {s: [] for s in catalog.sources()}
+    for t in catalog.of_kind("statistic"):
+        out[t.definition.source].append(t)
+    return out
+
+
+def joined(passes: dict[str, DataFrame], catalog: Catalog) -> DataFrame:
+    """Person pass left-joined with the others; statistic defaults applied; rules evaluated in order."""
+    wide = passes["person"].drop("_rows_in")
+    for src, df in passes.items():
+        if src != "person":
+            wide = wide.join(df.drop("_rows_in"), "one_id", "left")
+    cols = [F.col("one_id")]
+    for t in catalog.of_kind("statistic"):
+        c = F.col(t.code)
+        if t.definition.default is not None:
+            c = F.coalesce(c, F.expr(t.definition.default).cast(t.spark_type))
+        cols.append(c.alias(t.code))
+    return rules_applied(wide.select(*cols), catalog)
+
+
+def rules_applied(wide: DataFrame, catalog: Catalog) -> DataFrame:
+    """Rule tags as SQL over the wide row, each after the tags it references."""
+    rules = catalog.of_kind("rule")
+    if not rules:
+        return wide
+    # One projection per dependency level keeps the plan flat.
+    level: dict[str, int] = {}
+    for t in rules:
+        deps = [d for d in catalog.deps.get(t.code, ()) if d in level]
+        level[t.code] = 1 + max((level[d] for d in deps), default=0)
+    for lv in sorted(set(level.values())):
+        new = {}
+        for t in rules:
+            if level[t.code] == lv:
+                c = F.expr(t.definition.expr).cast(t.spark_type)
+                if t.definition.default is not None:
+                    c = F.coalesce(c, F.expr(t.definition.default).cast(t.spark_type))
+                new[t.code] = c
+        wide = wide.withColumns(new)
+    return wide
+
+
+def wide_frame(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = None) -> DataFrame:
+    """Pure plan: one_id + every statistic and rule tag as of the day (nothing materialised)."""
+    id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
+    passes = {src: source_pass(source_view(wh, src, as_of, id_map), tags, as_of)
+              for src, tags in stats_by_source(catalog).items()}
+    return joined(passes, catalog)
+
+
+def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = None,
+             label: str = "tags") -> DataFrame:
+    """Like :func:`wide_frame`, but each source pass is materialised (staged) and logged."""
+    id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
+    passes = {}
+    for src, tags in stats_by_source(catalog).items():
+        t0 = time.time()
+        staged = wh.stage(source_pass(source_view(wh, src, as_of, id_map), tags, as_of),
+                          f"silver.{label}_pass_{src}")
+        r = staged.agg(F.coalesce(F.sum("_rows_in"), F.lit(0)).alias("r"), F.count(F.lit(1)).alias("p")).first()
+        log.info("tags: %s pass as of %s: %d tags, %d rows in, %d persons, %.1f s",
+                 src, as_of, len(tags), r["r"], r["p"], time.time() - t0)
+        passes[src] = staged
+    return joined(passes, catalog)
+
+
+def aggregate_count(df: DataFrame) -> int:
+    """Number of Aggregate operators in the optimized logical plan (one per source pass)."""
+    plan = df._jdf.queryExecution().optimizedPlan().toString()
+    return sum(1 for line in plan.splitlines() if line.lstrip(" :+-").startswith("Aggregate "))

@@ -1,0 +1,57 @@
+"""Tag values in their published shapes: the wide profile, the long form and the catalog table."""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Optional
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .catalog import Catalog
+
+TAG_VALUES_SCHEMA = "as_of date, one_id bigint, tag_code string, tag_value string"
+TAG_CATALOG_SCHEMA = ("tag_code string, name_zh string, name_en string, category string, kind string, "
+                      "value_type string, description string, coverage double, as_of date, definition string, "
+                      "value_distribution string, gate_status string, gate_reason string")
+
+
+def profile(wide: DataFrame, codes: Iterable[str], catalog: Catalog, as_of: str) -> DataFrame:
+    """one_id, as_of, then one typed column per tag (in ``codes`` order)."""
+    by = catalog.by_code
+    cols = [F.col(c).cast(by[c].spark_type).alias(c) if c in wide.columns
+            else F.lit(None).cast(by[c].spark_type).alias(c) for c in codes]
+    return wide.select(F.col("one_id").cast("bigint"), F.lit(as_of).cast("date").alias("as_of"), *cols)
+
+
+def long_form(profile_df: DataFrame, codes: list[str]) -> DataFrame:
+    """(as_of, one_id, tag_code, tag_value): one row per person per tag, tag_value null when no value."""
+    if not codes:
+        return profile_df.sparkSession.createDataFrame([], TAG_VALUES_SCHEMA)
+    pairs = ", ".join(f"'{c}', CAST(`{c}` AS STRING)" for c in codes)
+    return profile_df.select("as_of", "one_id", F.expr(f"stack({len(codes)}, {pairs}) AS (tag_code, tag_value)"))
+
+
+def withheld_nulled(profile_df: DataFrame, withheld: Iterable[str]) -> DataFrame:
+    """The profile with the columns of withheld tags set to null (schema unchanged)."""
+    withheld = set(withheld)
+    return profile_df.select(*[F.lit(None).cast(f.dataType).alias(f.name) if f.name in withheld else F.col(f.name)
+                               for f in profile_df.schema.fields])
+
+
+def catalog_rows(catalog: Catalog, codes: list[str], as_of: str, gate: dict, distribution: dict) -> list[tuple]:
+    """Rows of gold.tag_catalog (one per tag) from the gate results and value distributions."""
+    import datetime as dt
+    day = dt.date.fromisoformat(as_of)
+    rows = []
+    for c in codes:
+        t = catalog.get(c)
+        g = gate.get(c)
+        rows.append((t.code, t.name_zh, t.name_en, t.category, t.kind, t.value_type, t.description.strip(),
+                     None if g is None or g.coverage is None else float(g.coverage), day, t.definition_sql(),
+                     json.dumps(distribution.get(c, {}), ensure_ascii=False, sort_keys=True),
+                     None if g is None else g.status, None if g is None else g.reason))
+    return rows
+
+
+def catalog_frame(spark, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, TAG_CATALOG_SCHEMA)

@@ -1,0 +1,98 @@
+"""Catalog validation: errors are clear and raised before any Spark job runs."""
+import collections
+import contextlib
+
+import pytest
+
+from kequn.config import ConfigError
+from kequn.tags.catalog import catalog_from_dicts, load_catalog, validate
+
+REFERENCE = ["txn_cnt_90d", "txn_amt_90d", "aum", "aum_tier", "app_active_days_30d", "is_dormant_stable",
+             "is_first_purchase", "preferred_channel"]
+
+
+def stat(code, agg="count(1)", source="transaction", **kw):
+    d = {"source": source, "agg": agg, **kw}
+    return {"code": code, "name_zh": code, "name_en": code, "category": "behaviour", "kind": "statistic",
+            "value_type": "int", "description": "x", "definition": d}
+
+
+def rule(code, expr, value_type="boolean"):
+    return {"code": code, "name_zh": code, "name_en": code, "category": "risk", "kind": "rule",
+            "value_type": value_type, "description": "x", "definition": {"expr": expr}}
+
+
+@contextlib.contextmanager
+def no_spark_job(spark):
+    sc = spark.sparkContext
+    sc.setJobGroup("tags-validation", "catalog validation must not run jobs")
+    try:
+        yield
+    finally:
+        jobs = list(sc.statusTracker().getJobIdsForGroup("tags-validation"))
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert jobs == [], f"validation ran Spark jobs {jobs}"
+
+
+def test_project_catalog_is_valid_and_complete(spark):
+    with no_spark_job(spark):
+        cat = validate(spark, load_catalog())
+    assert len(cat) >= 40
+    assert set(REFERENCE) <= set(cat.codes)
+    assert set(collections.Counter(t.category for t in cat)) == {
+        "basic", "behaviour", "value", "risk", "marketing", "lifecycle", "need"}
+    order = cat.codes   # dependencies first
+    assert order.index("aum") < order.index("aum_tier") < order.index("risk_large_txn") < order.index("risk_level")
+    assert cat.get("txn_amt_90d").definition.window_days == 90
+
+
+def test_unknown_key_rejected_with_file_and_key(tmp_path):
+    (tmp_path / "x.yaml").write_text(
+        "tags:\n  - code: a_tag\n    name_zh: a\n    name_en: a\n    category: risk\n    kind: rule\n"
+        "    value_type: boolean\n    description: d\n    colour: red\n    definition:\n      expr: 'true'\n")
+    with pytest.raises(ConfigError, match=r"x.yaml.*unknown key\(s\) \['colour'\]"):
+        load_catalog(tmp_path)
+
+
+def test_unknown_category_and_missing_definition_rejected():
+    bad = stat("a_tag")
+    bad["category"] = "fun"
+    with pytest.raises(ConfigError, match="'fun' is not one of"):
+        catalog_from_dicts([bad])
+    with pytest.raises(ConfigError, match="statistic needs definition.agg"):
+        catalog_from_dicts([stat("a_tag", agg=None)])
+
+
+def test_unknown_column_rejected_before_any_job(spark):
+    cat = catalog_from_dicts([stat("amt", "sum(amountx)", where="direction = 'debit'")])
+    with no_spark_job(spark), pytest.raises(ConfigError, match=r"tag 'amt'.agg: unknown column\(s\) \['amountx'\] "
+                                                             r"of source 'transaction'"):
+        validate(spark, cat)
+    cat = catalog_from_dicts([stat("cnt", where="colour = 'red'", source="event")])
+    with no_spark_job(spark), pytest.raises(ConfigError, match=r"'cnt'.where: unknown column\(s\) \['colour'\]"):
+        validate(spark, cat)
+
+
+def test_unknown_tag_rejected_before_any_job(spark):
+    cat = catalog_from_dicts([stat("cnt"), rule("busy", "cnt > 3 AND nosuch_tag = 1")])
+    with no_spark_job(spark), pytest.raises(ConfigError, match=r"tag 'busy'.expr: unknown tag\(s\) \['nosuch_tag'\]"):
+        validate(spark, cat)
+
+
+def test_cycle_rejected_before_any_job(spark):
+    cat = catalog_from_dicts([stat("cnt"), rule("a_rule", "b_rule OR cnt > 1"), rule("b_rule", "c_rule"),
+                              rule("c_rule", "a_rule")])
+    with no_spark_job(spark), pytest.raises(ConfigError, match=r"cycle between tags: (a_rule|b_rule|c_rule) -> "):
+        validate(spark, cat)
+
+
+def test_bad_sql_distinct_and_type_errors_rejected(spark):
+    with no_spark_job(spark):
+        with pytest.raises(ConfigError, match="does not parse"):
+            validate(spark, catalog_from_dicts([stat("cnt", "sum(amount")]))
+        with pytest.raises(ConfigError, match="collect_set"):
+            validate(spark, catalog_from_dicts([stat("cnt", "count(DISTINCT channel)")]))
+        with pytest.raises(ConfigError, match="single aggregate call"):
+            validate(spark, catalog_from_dicts([stat("cnt", "round(sum(amount), 2)")]))
+        with pytest.raises(ConfigError, match="tag 'cnt': does not analyse"):
+            validate(spark, catalog_from_dicts([stat("cnt", "sum(amount, channel, 3)")]))

@@ -1,0 +1,81 @@
+"""Builders of tiny bronze tables and one_id maps for the tag tests (no tests here)."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from decimal import Decimal
+
+from pyspark.sql import functions as F
+
+from kequn.landing import PII_COLUMNS, SOURCES
+
+SPARK_TYPE = {"string": "string", "date": "date", "timestamp": "timestamp", "decimal": "decimal(18,2)",
+              "boolean": "boolean", "int": "int"}
+VALIDITY = {"core_customer": ("mobile", "id_no"), "card_account": ("mobile", "id_no"),
+            "app_user": ("mobile", "device_id"), "wechat_user": ("mobile",)}
+
+
+def bronze_schema(source: str) -> list[tuple[str, str]]:
+    cols = []
+    for c in SOURCES[source].columns:
+        name = f"{c.name}_token" if c.name in PII_COLUMNS else c.name
+        cols.append((name, SPARK_TYPE[c.type]))
+    for ident in VALIDITY.get(source, ()):
+        cols += [(f"{ident}_valid", "boolean"), (f"{ident}_invalid_reason", "string")]
+    cols += [("_batch_dt", "date"), ("_file", "string"), ("_line", "bigint"), ("_row_hash", "string"),
+             ("_extra", "map<string,string>"), ("_ingested_at", "timestamp")]
+    return cols
+
+
+def _conv(v, typ):
+    if v is None:
+        return None
+    if typ == "date" and isinstance(v, str):
+        return dt.date.fromisoformat(v)
+    if typ == "timestamp":
+        return str(v)   # cast by Spark in the session time zone (Asia/Shanghai), not the OS's
+    if typ.startswith("decimal"):
+        return Decimal(str(v))
+    return v
+
+
+def bronze_df(spark, source: str, rows: list[dict], batch_dt: str):
+    """Rows given by landing/bronze column name; everything else null; metadata filled."""
+    schema = bronze_schema(source)
+    out = []
+    for i, r in enumerate(rows):
+        r = dict(r)
+        r.setdefault("_batch_dt", batch_dt)
+        for ident in VALIDITY.get(source, ()):
+            r.setdefault(f"{ident}_valid", True)
+        r.setdefault("_line", i + 1)
+        r.setdefault("_file", f"{source}.csv")
+        r.setdefault("_row_hash", hashlib.sha1(repr(sorted(r.items(), key=str)).encode()).hexdigest())
+        r.setdefault("_extra", {})
+        out.append(tuple(_conv(r.get(n), t) for n, t in schema))
+    df = spark.createDataFrame(out, ", ".join(f"`{n}` {'string' if t == 'timestamp' else t}" for n, t in schema))
+    return df.select(*[F.col(n).cast("timestamp").alias(n) if t == "timestamp" else F.col(n) for n, t in schema])
+
+
+def write_bronze(wh, source: str, batches: dict[str, list[dict]]):
+    """batches: {batch_dt: rows}; the table holds all of them (overwrite)."""
+    df = None
+    for b, rows in batches.items():
+        part = bronze_df(wh.spark, source, rows, b)
+        df = part if df is None else df.unionByName(part)
+    wh.overwrite(df, f"bronze.{source}")
+
+
+def write_map(wh, as_of: str, mapping: list[tuple[str, str, int]], more_days=()):
+    rows = [(dt.date.fromisoformat(d), s, k, int(o)) for d in (as_of, *more_days) for s, k, o in mapping]
+    df = wh.spark.createDataFrame(rows, "as_of date, source string, source_key string, one_id bigint")
+    # (unpartitioned here: Warehouse.overwrite cannot create a partitioned table under the session's
+    # dynamic partitionOverwriteMode; readers only filter on as_of)
+    wh.overwrite(df, "silver.one_id_map_history")
+    # the current map (quality's foreign key of the tag tables refers to it)
+    wh.overwrite(df.where(df.as_of == max(dt.date.fromisoformat(d) for d in (as_of, *more_days)))
+                 .drop("as_of"), "gold.one_id_map")
+
+
+def day(d: str, delta: int) -> str:
+    return (dt.date.fromisoformat(d) + dt.timedelta(days=delta)).isoformat()
