@@ -192,6 +192,12 @@ def derived_expectations(suite: TableSuite, df: DataFrame, as_of: str,
             log.warning("quality: %s: reference %s missing; every key counts as an orphan", suite.table, fk.references)
             orphans = keys
         else:
+            if "as_of" in ref.columns:
+                # A history table: compare with its latest day on or before the run's, so re-running an
+                # old day checks against that day's ids, not today's.
+                ref = ref.where(F.col("as_of") <= F.lit(as_of).cast("date"))
+                day = ref.agg(F.max("as_of").alias("d")).first()["d"]
+                ref = ref.where(F.col("as_of") == F.lit(day))
             refk = ref.select(*[F.col(r).alias(c) for r, c in zip(ref_cols, fk.columns)]).distinct()
             orphans = keys.join(refk, list(fk.columns), "left_anti")
         measures.append(orphans.agg(F.count(F.lit(1)).cast("long").alias(name)))
