@@ -185,14 +185,18 @@ def main(argv=None) -> int:
                           trigger_seconds=args.trigger_seconds)
     if args.command == "forget":
         from .segments import forget
-        forget(spark, wh, args.source, args.key, config)
+        removed = forget(spark, wh, args.source, args.key)
+        log.info("forget: rows removed per table: %s", removed)
         return 0
     if args.command == "segment":
         from . import segments
         if args.segment_command == "plan":
-            _print_rows(segments.plan(spark, wh, args.as_of, args.definition), "table", 10_000)
+            result = segments.plan(spark, wh, args.as_of, args.definition)
+            for key in ("code", "as_of", "size", "entering", "leaving", "overlap"):
+                print(f"{key}: {result[key]}")
         else:
-            segments.export(spark, wh, args.as_of, args.segment, args.channel, args.out)
+            n = segments.export(spark, wh, args.as_of, args.segment, args.channel, args.out)
+            log.info("export: %d contacts of segment %s for %s written to %s", n, args.segment, args.channel, args.out)
         return 0
 
     stages = list(config.stages) if args.command == "run" else [args.command]

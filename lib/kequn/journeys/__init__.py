@@ -1,0 +1,13 @@
+"""Journeys: multi-step contact plans over segments, derived day by day from facts.
+
+Public API::
+
+    run(spark, wh, as_of, config) -> dict[str, int]           # the pipeline stage
+    simulate_delivery(spark, wh, as_of, landing, open_rates, seed=0) -> dict[str, int]
+    load_journeys(conf_dir=None, segments=None) -> JourneyConfig
+"""
+from .definitions import FrequencyCap, Journey, JourneyConfig, load_journeys
+from .simulate import simulate_delivery
+from .stage import run
+
+__all__ = ["run", "simulate_delivery", "load_journeys", "Journey", "JourneyConfig", "FrequencyCap"]

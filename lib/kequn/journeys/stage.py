@@ -1,0 +1,130 @@
+"""The journeys stage: state, actions and funnel per journey; the groups journeys feed."""
+from __future__ import annotations
+
+import logging
+import time
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ..segments import membership as SM
+from ..segments.definitions import load_definitions
+from ..segments.persons import (channel_availability, contact_records, facts, one_id_map, revoked_persons)
+from ..segments.files import overwrite
+from ..segments.stage import MEMBERS, STATS, conf_dir_of, day_scope, previous_members
+from . import machine as J
+from .definitions import Goal, load_journeys
+
+log = logging.getLogger(__name__)
+
+STATE = "gold.journey_state"
+ACTIONS = "gold.journey_actions"
+FUNNEL = "gold.journey_funnel"
+
+# Fact source -> (column with the source, mapping of its values to master sources, key column, time column)
+_GOAL_SOURCES = {
+    "transaction": ("source", {"core": "core_customer", "card": "card_account"}, "source_key", "txn_time"),
+    "event": ("source", {"app": "app_user", "web": "app_user", "official_account": "wechat_user",
+                         "mini_program": "wechat_user"}, "user_key", "event_time"),
+}
+
+
+def goal_days(wh, as_of: str, goal: Goal, id_map: DataFrame) -> DataFrame:
+    """(one_id, goal_on) of the facts meeting the goal, as of ``as_of`` (empty when the source is absent)."""
+    df = facts(wh, goal.source, as_of)
+    if df is None:
+        return id_map.sparkSession.createDataFrame([], "one_id bigint, goal_on date")
+    src_col, mapping, key_col, time_col = _GOAL_SOURCES[goal.source]
+    m = F.create_map(*[x for k, v in mapping.items() for x in (F.lit(k), F.lit(v))])
+    g = df.where(F.expr(goal.where)).select(m[F.col(src_col)].alias("_src"), F.col(key_col).alias("_key"),
+                                            F.to_date(time_col).alias("goal_on"))
+    return (g.join(id_map, (g["_src"] == id_map["source"]) & (g["_key"] == id_map["source_key"]))
+            .select("one_id", "goal_on").distinct())
+
+
+def compute(spark, wh, as_of: str, config, materialise=None) -> dict:
+    """The day's journey tables as DataFrames, writing nothing (``materialise`` may stage intermediates).
+
+    Returns ``state``, ``actions``, ``funnel``, ``members`` (journey-fed groups:
+    segment_code, one_id), ``stats`` (of those groups) and ``fed_codes``.
+    """
+    conf_dir = conf_dir_of(config)
+    segments = {d.code: d for d in load_definitions(conf_dir)}
+    jc = load_journeys(conf_dir, segments)  # raises on a bad definition before any Spark job
+    fed_codes = [c for c, d in segments.items() if d.journey_fed]
+    log.info("journeys %s: %s", as_of, [j.code for j in jc.journeys])
+
+    id_map = one_id_map(wh, as_of)
+    availability = channel_availability(contact_records(wh, as_of, id_map))
+    revoked = revoked_persons(facts(wh, "consent", as_of), id_map)
+    touches = facts(wh, "touch", as_of)
+    opens = (J.first_opens(touches, id_map, [j.code for j in jc.journeys], as_of) if touches is not None
+             else spark.createDataFrame([], "journey_code string, one_id bigint, opened_on date, open_channel string"))
+    history = (wh.read(MEMBERS).select("as_of", "segment_code", F.col("one_id").cast("bigint"))
+               if wh.exists(MEMBERS) else spark.createDataFrame([], SM.MEMBERS_SCHEMA))
+    # Journey-fed groups of today come from this run, not from a previous run of the same day.
+    history = history.where(~(F.col("segment_code").isin(fed_codes) & (F.col("as_of") >= F.lit(as_of).cast("date"))))
+
+    states, actions, funnels, fed = [], [], [], []
+    marketing_fed = [c for c in fed_codes if segments[c].purpose == "marketing"]
+    for j in jc.journeys:
+        entries = J.entry_days(history, j.entry_segment, as_of)
+        goals = goal_days(wh, as_of, j.goal, id_map) if j.goal else None
+        ppl = J.people(j, as_of, entries, availability, opens, revoked, goals)
+        ppl = ppl.drop(*[c for c in ppl.columns if c.startswith("_") and not c.startswith(("_day_", "_avail_", "_first"))])
+        if materialise is not None:
+            ppl = materialise(ppl, j.code)
+        states.append(J.state(as_of, ppl))
+        actions.append(J.due_actions(j, as_of, ppl))
+        funnels.append(J.funnel(j, as_of, ppl))
+        groups = SM.consent_applied(J.fed_members(j, ppl), marketing_fed, revoked)
+        fed.append(groups)
+        # Later journeys may enter from what this one feeds today.
+        history = history.unionByName(SM.with_day(groups, as_of).select("as_of", "segment_code", "one_id"))
+
+    def union(parts, schema):
+        if not parts:
+            return spark.createDataFrame([], schema)
+        out = parts[0]
+        for p in parts[1:]:
+            out = out.unionByName(p)
+        return out
+
+    state_df = union(states, J.STATE_SCHEMA)
+    actions_df = J.capped(union(actions, "journey_code string, one_id bigint, step int, channel string, priority int"),
+                          jc.frequency_cap.max_steps_per_day)
+    actions_df = actions_df.select(F.lit(as_of).cast("date").alias("as_of"), "journey_code", "one_id", "step", "channel")
+    funnel_df = union(funnels, J.FUNNEL_SCHEMA)
+    members = union(fed, "segment_code string, one_id bigint").distinct()
+    stats = SM.segment_stats(as_of, members, previous_members(wh, as_of, fed_codes),
+                             {c: segments[c].purpose for c in fed_codes})
+    return {"state": state_df, "actions": actions_df, "funnel": funnel_df, "members": members, "stats": stats,
+            "fed_codes": fed_codes}
+
+
+def run(spark, wh, as_of: str, config) -> dict[str, int]:
+    t0 = time.time()
+    out = compute(spark, wh, as_of, config,
+                  materialise=lambda df, code: wh.stage(df, f"gold.journey_people_{code}"))
+    fed_codes = out["fed_codes"]
+    members_s = wh.stage(SM.with_day(out["members"], as_of), MEMBERS)
+    stats = out["stats"]
+    staged = {
+        STATE: wh.stage(out["state"], STATE),
+        ACTIONS: wh.stage(out["actions"], ACTIONS),
+        FUNNEL: wh.stage(out["funnel"], FUNNEL),
+        MEMBERS: members_s,
+        STATS: wh.stage(stats, STATS),
+    }
+    from .. import quality
+    quality.gate(wh, as_of, staged)
+
+    day = f"as_of = DATE'{as_of}'"
+    for name in (STATE, ACTIONS, FUNNEL):
+        overwrite(wh, staged[name], name, partition_by=("as_of",), replace_where=day)
+    scope = day_scope(as_of, fed_codes, include=True)
+    overwrite(wh, staged[MEMBERS], MEMBERS, partition_by=("as_of",), replace_where=scope)
+    overwrite(wh, staged[STATS], STATS, partition_by=("as_of",), replace_where=scope)
+    counts = {name: df.count() for name, df in staged.items()}
+    log.info("journeys %s: wrote %s in %.1fs", as_of, counts, time.time() - t0)
+    return counts

@@ -1,0 +1,130 @@
+"""Pure transformations: tags of a day -> members, stats, overlap, profile."""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .rules import kind_of, spark_type_of
+
+MEMBERS_SCHEMA = "as_of date, segment_code string, one_id bigint"
+STATS_SCHEMA = "as_of date, segment_code string, purpose string, size bigint, entered bigint, exited bigint"
+OVERLAP_SCHEMA = "as_of date, segment_a string, segment_b string, overlap bigint"
+PROFILE_SCHEMA = ("as_of date, segment_code string, tag_code string, tag_value string, members bigint, "
+                  "member_share double, population bigint, population_share double, lift double")
+
+
+def tags_wide(tag_values_day: DataFrame, tags: list[str], catalog: Mapping[str, str]) -> DataFrame:
+    """One row per person of the day, one typed column per tag in ``tags`` (null when no value)."""
+    tv = tag_values_day.select(F.col("one_id").cast("bigint").alias("one_id"), "tag_code", "tag_value")
+    if not tags:
+        return tv.select("one_id").distinct()
+    wide = (tv.where(F.col("tag_code").isin(list(tags)))
+            .groupBy("one_id").pivot("tag_code", list(tags)).agg(F.first("tag_value")))
+    people = tv.select("one_id").distinct()
+    wide = people.join(wide, "one_id", "left")
+    return wide.select("one_id", *[_typed(F.col(f"`{t}`"), catalog.get(t)).alias(t) for t in tags])
+
+
+def _typed(col, value_type):
+    st = spark_type_of(value_type)
+    if st == "boolean":
+        return F.lower(F.trim(col)).cast("boolean")
+    return col.cast(st) if st != "string" else col
+
+
+def rule_members(wide: DataFrame, rules: Mapping[str, str], bases: Mapping[str, str | None]) -> DataFrame:
+    """(segment_code, one_id) for every rule; ``rules`` code -> SQL in dependency order (bases first)."""
+    if not rules:
+        return wide.sparkSession.createDataFrame([], "segment_code string, one_id bigint")
+    flags = wide.select("one_id", *[F.coalesce(F.expr(sql), F.lit(False)).alias(f"_s_{c}") for c, sql in rules.items()])
+    for code in rules:  # dependency order: a base is final before its children use it
+        base = bases.get(code)
+        if base:
+            flags = flags.withColumn(f"_s_{code}", F.col(f"_s_{code}") & F.col(f"_s_{base}"))
+    hit = F.explode(F.array(*[F.when(F.col(f"_s_{c}"), F.lit(c)) for c in rules])).alias("segment_code")
+    return flags.select("one_id", hit).where(F.col("segment_code").isNotNull()).select("segment_code", "one_id")
+
+
+def consent_applied(members: DataFrame, marketing_codes: Iterable[str], revoked: DataFrame) -> DataFrame:
+    """Drop persons with revoked marketing consent from marketing segments only."""
+    codes = list(marketing_codes)
+    if not codes:
+        return members
+    mk = members.where(F.col("segment_code").isin(codes)).join(revoked.select("one_id"), "one_id", "left_anti")
+    return members.where(~F.col("segment_code").isin(codes)).unionByName(mk.select("segment_code", "one_id"))
+
+
+def segment_stats(as_of: str, today: DataFrame, previous: DataFrame, purposes: Mapping[str, str]) -> DataFrame:
+    """Size, entered and exited per segment; a row for every code in ``purposes`` (size 0 included).
+
+    ``previous`` holds (segment_code, one_id) of each segment's previous day present.
+    """
+    spark = today.sparkSession
+    codes = spark.createDataFrame([(c, p) for c, p in purposes.items()], "segment_code string, purpose string")
+    size = today.groupBy("segment_code").agg(F.count("*").alias("size"))
+    entered = (today.join(previous, ["segment_code", "one_id"], "left_anti")
+               .groupBy("segment_code").agg(F.count("*").alias("entered")))
+    exited = (previous.join(today, ["segment_code", "one_id"], "left_anti")
+              .groupBy("segment_code").agg(F.count("*").alias("exited")))
+    out = F.broadcast(codes)
+    for part in (size, entered, exited):
+        out = out.join(part, "segment_code", "left")
+    return out.select(F.lit(as_of).cast("date").alias("as_of"), "segment_code", "purpose",
+                      *[F.coalesce(F.col(c), F.lit(0)).cast("bigint").alias(c) for c in ("size", "entered", "exited")])
+
+
+def segment_overlap(as_of: str, members: DataFrame) -> DataFrame:
+    """Persons in both segments, for every ordered pair of distinct segments sharing someone."""
+    a = members.select(F.col("segment_code").alias("segment_a"), "one_id")
+    b = members.select(F.col("segment_code").alias("segment_b"), "one_id")
+    return (a.join(b, "one_id").where(F.col("segment_a") != F.col("segment_b"))
+            .groupBy("segment_a", "segment_b").agg(F.count("*").cast("bigint").alias("overlap"))
+            .select(F.lit(as_of).cast("date").alias("as_of"), "segment_a", "segment_b", "overlap"))
+
+
+def segment_profile(as_of: str, members: DataFrame, tag_values_day: DataFrame,
+                    profile_tags: Mapping[str, list[str]], catalog: Mapping[str, str]) -> DataFrame:
+    """Per segment and main tag, the distribution of values among members vs the whole population.
+
+    Numeric tags are bucketed by the population's quartiles (``q1 [lo, hi]`` ...);
+    other tags by value. lift = member_share / population_share.
+    """
+    spark = members.sparkSession
+    all_tags = sorted({t for ts in profile_tags.values() for t in ts})
+    pairs = spark.createDataFrame([(c, t) for c, ts in profile_tags.items() for t in ts],
+                                  "segment_code string, tag_code string")
+    tv = (tag_values_day.where(F.col("tag_code").isin(all_tags) & F.col("tag_value").isNotNull())
+          .select(F.col("one_id").cast("bigint").alias("one_id"), "tag_code", "tag_value"))
+    numeric = [t for t in all_tags if kind_of(catalog.get(t)) == "numeric"]
+    if numeric:
+        num = tv.where(F.col("tag_code").isin(numeric)).withColumn("_v", F.col("tag_value").cast("double"))
+        q = num.groupBy("tag_code").agg(F.percentile_approx("_v", [0.25, 0.5, 0.75], 1000).alias("_q"),
+                                        F.min("_v").alias("_lo"), F.max("_v").alias("_hi"))
+        num = num.join(F.broadcast(q), "tag_code")
+        edges = [F.col("_lo"), F.col("_q")[0], F.col("_q")[1], F.col("_q")[2], F.col("_hi")]
+
+        def label(i):
+            return F.format_string("q%d [%s, %s]", F.lit(i + 1), edges[i].cast("string"), edges[i + 1].cast("string"))
+        bucket = (F.when(F.col("_v") <= F.col("_q")[0], label(0))
+                  .when(F.col("_v") <= F.col("_q")[1], label(1))
+                  .when(F.col("_v") <= F.col("_q")[2], label(2)).otherwise(label(3)))
+        tv = (tv.where(~F.col("tag_code").isin(numeric))
+              .unionByName(num.select("one_id", "tag_code", bucket.alias("tag_value"))))
+    population = tag_values_day.agg(F.countDistinct("one_id").alias("_pop"))
+    pop = tv.groupBy("tag_code", "tag_value").agg(F.count("*").alias("population"))
+    sizes = members.groupBy("segment_code").agg(F.count("*").alias("_size"))
+    mem = (members.join(F.broadcast(pairs), "segment_code").join(tv, ["one_id", "tag_code"])
+           .groupBy("segment_code", "tag_code", "tag_value").agg(F.count("*").alias("members")))
+    out = mem.join(pop, ["tag_code", "tag_value"]).join(sizes, "segment_code").crossJoin(F.broadcast(population))
+    member_share = F.col("members") / F.col("_size")
+    pop_share = F.col("population") / F.col("_pop")
+    return out.select(F.lit(as_of).cast("date").alias("as_of"), "segment_code", "tag_code", "tag_value",
+                      F.col("members").cast("bigint"), member_share.cast("double").alias("member_share"),
+                      F.col("population").cast("bigint"), pop_share.cast("double").alias("population_share"),
+                      (member_share / pop_share).cast("double").alias("lift"))
+
+
+def with_day(df: DataFrame, as_of: str) -> DataFrame:
+    return df.select(F.lit(as_of).cast("date").alias("as_of"), *df.columns)

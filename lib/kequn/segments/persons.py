@@ -1,0 +1,120 @@
+"""Persons as of a day: the one_id map, revoked marketing consent, reachable records.
+
+Shared by segments, journeys, the export and the delivery simulator. Pure
+functions over DataFrames, plus thin readers that go through the Warehouse and
+the point-in-time bronze readers.
+"""
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from .. import bronze
+from ..landing import MASTER_SOURCES
+
+log = logging.getLogger(__name__)
+
+MAP_SCHEMA = "source string, source_key string, one_id bigint"
+CHANNELS = ("app_push", "wechat", "sms")
+# Preference when a person has several records able to receive a channel.
+SMS_SOURCE_ORDER = ("core_customer", "card_account", "app_user", "wechat_user")
+KEY_COLUMN = {"core_customer": "cust_no", "card_account": "card_cust_id", "app_user": "app_user_id",
+              "wechat_user": "openid"}
+
+
+def one_id_map(wh, as_of: str) -> DataFrame:
+    """(source, source_key, one_id) as of ``as_of``, through ``kequn.identity`` when available."""
+    try:
+        from ..identity import one_id_map_as_of  # written in parallel; fall back to the table
+    except ImportError:
+        one_id_map_as_of = None
+    if one_id_map_as_of is not None:
+        return one_id_map_as_of(wh, as_of).select("source", "source_key", "one_id")
+    if not wh.exists("silver.one_id_map_history"):
+        return wh.spark.createDataFrame([], MAP_SCHEMA)
+    hist = wh.read("silver.one_id_map_history").where(F.col("as_of") <= F.lit(as_of).cast("date"))
+    latest = hist.agg(F.max("as_of").alias("m"))
+    return (hist.join(F.broadcast(latest), F.col("as_of") == F.col("m"))
+            .select("source", "source_key", F.col("one_id").cast("bigint").alias("one_id")))
+
+
+def master(wh, source: str, as_of: str) -> DataFrame | None:
+    return bronze.master_as_of(wh, source, as_of) if wh.exists(bronze.table_name(source)) else None
+
+
+def facts(wh, source: str, as_of: str) -> DataFrame | None:
+    return bronze.facts_as_of(wh, source, as_of) if wh.exists(bronze.table_name(source)) else None
+
+
+# --------------------------------------------------------------------------- consent
+
+def revoked_persons(consent: DataFrame | None, id_map: DataFrame) -> DataFrame:
+    """(one_id, revoked_on): persons whose latest ``marketing`` consent, over all their records, is false.
+
+    ``revoked_on`` is the first run day that sees that record: the later of its
+    batch date and its event date. Same-time records: a refusal wins.
+    """
+    spark = id_map.sparkSession
+    if consent is None:
+        return spark.createDataFrame([], "one_id bigint, revoked_on date")
+    c = (consent.where(F.col("purpose") == "marketing")
+         .join(id_map, (consent["source"] == id_map["source"]) & (consent["source_key"] == id_map["source_key"]))
+         .select("one_id", "granted", "event_time",
+                 F.greatest(F.col("_batch_dt"), F.to_date("event_time")).alias("seen_on")))
+    w = Window.partitionBy("one_id").orderBy(F.col("event_time").desc(), F.col("granted").asc(),
+                                             F.col("seen_on").asc())
+    latest = c.withColumn("_rn", F.row_number().over(w)).where("_rn = 1")
+    return latest.where(~F.col("granted")).select("one_id", F.col("seen_on").alias("revoked_on"))
+
+
+def without_revoked(members: DataFrame, revoked: DataFrame) -> DataFrame:
+    return members.join(revoked.select("one_id"), "one_id", "left_anti")
+
+
+# --------------------------------------------------------------------------- reachable records
+
+def contact_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
+    """(one_id, channel, target_source, target_key, mobile_token): one record per person and channel.
+
+    ``app_push`` an app_user, ``wechat`` a wechat_user, ``sms`` any master record
+    with a valid mobile (core_customer first, then card_account, app_user, wechat_user;
+    then the smallest key).
+    """
+    spark = id_map.sparkSession
+    parts = []
+    for source in MASTER_SOURCES:
+        m = master(wh, source, as_of)
+        if m is None:
+            continue
+        key = KEY_COLUMN[source]
+        has_mobile = "mobile_token" in m.columns and "mobile_valid" in m.columns
+        recs = m.select(F.lit(source).alias("target_source"), F.col(key).cast("string").alias("target_key"),
+                        (F.col("mobile_token") if has_mobile else F.lit(None).cast("string")).alias("mobile_token"),
+                        (F.coalesce(F.col("mobile_valid"), F.lit(False)) if has_mobile else F.lit(False))
+                        .alias("mobile_ok"))
+        channels = [F.when(F.col("mobile_ok"), F.lit("sms"))]
+        if source == "app_user":
+            channels.append(F.lit("app_push"))
+        if source == "wechat_user":
+            channels.append(F.lit("wechat"))
+        parts.append(recs.withColumn("channel", F.explode(F.array(*channels))).where(F.col("channel").isNotNull()))
+    if not parts:
+        return spark.createDataFrame(
+            [], "one_id bigint, channel string, target_source string, target_key string, mobile_token string")
+    recs = parts[0]
+    for p in parts[1:]:
+        recs = recs.unionByName(p)
+    recs = recs.join(id_map, (recs["target_source"] == id_map["source"]) & (recs["target_key"] == id_map["source_key"]))
+    order = F.create_map(*[x for i, s in enumerate(SMS_SOURCE_ORDER) for x in (F.lit(s), F.lit(i))])
+    w = Window.partitionBy("one_id", "channel").orderBy(order[F.col("target_source")], F.col("target_key"))
+    return (recs.withColumn("_rn", F.row_number().over(w)).where("_rn = 1")
+            .select("one_id", "channel", "target_source", "target_key",
+                    F.when(F.col("channel") == "sms", F.col("mobile_token")).alias("mobile_token")))
+
+
+def channel_availability(contacts: DataFrame) -> DataFrame:
+    """(one_id, has_app_push, has_wechat, has_sms)."""
+    return (contacts.groupBy("one_id")
+            .agg(*[F.max((F.col("channel") == c).cast("int")).cast("boolean").alias(f"has_{c}") for c in CHANNELS]))
