@@ -1,0 +1,163 @@
+"""The identity stage (ONE_ID): master-data records linked into persons with stable one_ids.
+
+Per run day ``as_of``:
+
+1. records of the four master sources as of the day, and their valid identifiers (:mod:`.edges`);
+2. the shared-point guard: blocklist and per-type degree limits (:mod:`.guard`);
+3. integral vertex ids from the append-only ``silver.identity_vertex_dictionary``; the bipartite
+   record--identifier graph contracted to record--record edges; connected components by the
+   configured engine (:mod:`.components`);
+4. components mapped onto the previous day's one_ids (:mod:`.stable`);
+5. outputs staged, checked by the quality gate, then written (idempotent per day).
+
+Tables written: ``gold.one_id_map`` (MERGE), ``silver.one_id_map_history`` (as_of partition),
+``gold.one_id_lineage`` (as_of partition), ``gold.identity_shared_identifiers`` (replaced),
+``gold.identity_health`` (as_of partition), ``silver.identity_edges`` (as_of partition),
+``silver.identity_vertex_dictionary`` (append-only).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from .components import components
+from .edges import (DICTIONARY, DICTIONARY_DDL, all_identifiers, all_records, contracted_edges, master_frames,
+                    new_dictionary_entries, vertex_keys, with_record_vertex)
+from .explain import EDGES, HISTORY, create_explain_view, explain, history_day, one_id_map_as_of
+from .guard import blocklisted, degrees, linking_identifiers, over_limit
+from .stable import HISTORY_DDL, assign_one_ids, event_counts, lineage
+
+__all__ = ["run", "one_id_map_as_of", "explain", "components", "previous_map"]
+
+log = logging.getLogger(__name__)
+
+MAP = "gold.one_id_map"
+SHARED = "gold.identity_shared_identifiers"
+LINEAGE = "gold.one_id_lineage"
+HEALTH = "gold.identity_health"
+
+HEALTH_COLUMNS = ["records", "identifiers", "edges", "graph_edges", "components", "largest_component",
+                  "blocked_identifiers", "shared_identifiers", "one_ids_kept", "one_ids_merged",
+                  "one_ids_split", "one_ids_created"]
+
+
+def previous_map(wh, as_of: str) -> tuple[DataFrame, int]:
+    """The map of the latest history day strictly before ``as_of``, and the largest id issued before it."""
+    day = history_day(wh, as_of, strictly_before=True)
+    if day is None:
+        return wh.spark.createDataFrame([], "source string, source_key string, one_id bigint"), 0
+    hist = wh.read(HISTORY)
+    prev = hist.where(F.col("as_of") == F.lit(day).cast("date")).select("source", "source_key", "one_id")
+    top = hist.where(F.col("as_of") < F.lit(as_of).cast("date")).agg(F.max("one_id")).collect()[0][0]
+    return prev, int(top or 0)
+
+
+def _day(as_of: str) -> str:
+    return f"as_of = DATE'{as_of}'"
+
+
+def _replace_day(wh, df: DataFrame, name: str, as_of: str) -> None:
+    """Replace the ``as_of`` partition of ``name`` (create the table partitioned by as_of if new)."""
+    if wh.exists(name):
+        wh.overwrite(df, name, partition_by=("as_of",), replace_where=_day(as_of))
+    else:
+        # Warehouse.overwrite on a new table sets overwriteSchema, which Delta refuses under the
+        # session's dynamic partitionOverwriteMode; an append creates the table instead.
+        wh.append(df, name, partition_by=("as_of",))
+
+
+def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
+    """Link records into persons for day ``as_of``; returns row counts per written table."""
+    from ..quality import gate
+
+    icfg = config.identity
+    t_start = time.perf_counter()
+    masters = master_frames(wh, as_of)
+    if not masters:
+        raise RuntimeError(f"identity {as_of}: no master-data table in bronze; run ingest first")
+    log.info("identity %s: sources %s", as_of, sorted(masters))
+
+    records = all_records(masters).localCheckpoint(eager=True)
+    record_ids = all_identifiers(masters).localCheckpoint(eager=True)
+
+    # Shared-point guard.
+    deg = degrees(record_ids).localCheckpoint(eager=True)
+    shared = over_limit(deg, icfg.degree_limits)
+    listed = blocklisted(deg, icfg.blocklist)
+    blocked = shared.unionByName(listed).select("id_type", "id_token").distinct()
+    linking = linking_identifiers(record_ids, blocked)
+    day = F.lit(as_of).cast("date")
+    staged_shared = wh.stage(shared, SHARED)
+    staged_edges = wh.stage(linking.select(day.alias("as_of"), "source", "source_key", "id_type", "id_token"), EDGES)
+    linking = staged_edges.drop("as_of")
+
+    # Vertex ids (append-only dictionary; a re-run adds nothing).
+    dictionary = wh.read_or_empty(DICTIONARY, DICTIONARY_DDL)
+    fresh = new_dictionary_entries(vertex_keys(records, linking), dictionary).localCheckpoint(eager=True)
+    n_fresh = fresh.count()
+    if n_fresh or not wh.exists(DICTIONARY):
+        wh.append(fresh, DICTIONARY)
+    dictionary = wh.read(DICTIONARY)
+    log.info("identity %s: %d new vertex ids", as_of, n_fresh)
+
+    # Graph and components.
+    rec_v = with_record_vertex(records, dictionary).localCheckpoint(eager=True)
+    graph = contracted_edges(with_record_vertex(linking, dictionary)).localCheckpoint(eager=True)
+    n_graph = graph.count()
+    t0 = time.perf_counter()
+    comps = components(graph, icfg.engine, local_max_edges=icfg.local_max_edges).localCheckpoint(eager=True)
+    t_cc = time.perf_counter() - t0
+    current = (rec_v.join(comps.withColumnRenamed("vertex", "record_vertex"), "record_vertex", "left")
+               .select("source", "source_key", F.coalesce("component", "record_vertex").alias("component")))
+
+    # Stable ids.
+    previous, max_issued = previous_map(wh, as_of)
+    mapping, decisions = assign_one_ids(current, previous, max_issued)
+    staged_map = wh.stage(mapping, MAP)
+    staged_decisions = decisions.localCheckpoint(eager=True)
+    staged_lineage = wh.stage(lineage(staged_decisions, as_of), LINEAGE)
+
+    sizes = staged_map.groupBy("one_id").count()
+    size_row = sizes.agg(F.count(F.lit(1)).alias("n"), F.max("count").alias("mx")).collect()[0]
+    figures = {
+        "records": staged_map.count(),
+        "identifiers": deg.count(),
+        "edges": staged_edges.count(),
+        "graph_edges": n_graph,
+        "components": int(size_row["n"] or 0),
+        "largest_component": int(size_row["mx"] or 0),
+        "blocked_identifiers": blocked.count(),
+        "shared_identifiers": staged_shared.count(),
+        **event_counts(staged_decisions),
+    }
+    # Share of distinct valid identifiers that link nothing (quality bounds it).
+    blocked_share = figures["blocked_identifiers"] / figures["identifiers"] if figures["identifiers"] else 0.0
+    health = spark.createDataFrame(
+        [tuple([None] + [int(figures[c]) for c in HEALTH_COLUMNS] + [float(blocked_share), None, round(t_cc, 3)])],
+        "as_of date, " + ", ".join(f"{c} bigint" for c in HEALTH_COLUMNS)
+        + ", blocked_share double, engine string, components_seconds double",
+    ).withColumn("as_of", day).withColumn("engine", F.lit(icfg.engine))
+    staged_health = wh.stage(health, HEALTH)
+    log.info("identity %s health: %s (components %.1f s, engine %s)", as_of,
+             ", ".join(f"{k}={v}" for k, v in figures.items()), t_cc, icfg.engine)
+
+    staged_history = staged_map.select(day.alias("as_of"), "source", "source_key", "one_id")
+    gate(wh, as_of, {MAP: staged_map, SHARED: staged_shared, LINEAGE: staged_lineage, HEALTH: staged_health,
+                     EDGES: staged_edges, HISTORY: staged_history})
+
+    # Publication: every write is a replace of the day (or a MERGE of the same rows), so a re-run
+    # after a failure anywhere here converges to the same tables.
+    _replace_day(wh, staged_edges, EDGES, as_of)
+    _replace_day(wh, staged_history, HISTORY, as_of)
+    wh.merge(staged_map, MAP, ["source", "source_key"], update_when="t.one_id <> s.one_id")
+    wh.overwrite(staged_shared, SHARED)
+    _replace_day(wh, staged_lineage, LINEAGE, as_of)
+    _replace_day(wh, staged_health, HEALTH, as_of)
+    create_explain_view(wh)
+    log.info("identity %s: published in %.1f s", as_of, time.perf_counter() - t_start)
+    return {MAP: figures["records"], HISTORY: figures["records"], EDGES: figures["edges"],
+            SHARED: figures["shared_identifiers"], LINEAGE: staged_lineage.count(), HEALTH: 1,
+            DICTIONARY: n_fresh}

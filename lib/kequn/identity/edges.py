@@ -1,0 +1,118 @@
+"""Records, their valid identifiers, and integral vertex ids for both.
+
+A *record* is one master-data row (source, source_key) as of a day. Its *identifiers* are the
+normalised tokens of ``kequn.landing.IDENTIFIER_COLUMNS`` that are valid: ``<id>_valid`` where bronze
+has such a flag (mobile, id_no, device_id), non-empty otherwise (cust_no, unionid). ``app_user.cust_no``
+names the bound core customer, so it is the same identifier as ``core_customer.cust_no``.
+
+Vertex ids come from the append-only dictionary ``silver.identity_vertex_dictionary(kind, ns, key,
+vertex)``: ``kind`` is ``record`` (ns = source, key = source_key) or ``identifier`` (ns = id_type,
+key = id_token). A key keeps its id forever; new keys get ids above the current maximum, in key order.
+"""
+from __future__ import annotations
+
+from functools import reduce
+from typing import Mapping
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ..landing import IDENTIFIER_COLUMNS, MASTER_SOURCES, SOURCES
+
+RECORD = "record"
+IDENTIFIER = "identifier"
+DICTIONARY = "silver.identity_vertex_dictionary"
+DICTIONARY_DDL = "kind string, ns string, key string, vertex bigint"
+RECORD_IDS_DDL = "source string, source_key string, id_type string, id_token string"
+
+
+def _valid(df: DataFrame, column: str) -> F.Column:
+    value = F.col(column)
+    present = value.isNotNull() & (F.trim(value) != "")
+    flag = column[:-len("_token")] + "_valid" if column.endswith("_token") else column + "_valid"
+    if flag in df.columns:
+        return present & F.coalesce(F.col(flag), F.lit(False))
+    return present
+
+
+def records_of(master: DataFrame, source: str) -> DataFrame:
+    """``(source, source_key)`` for each row of one master source (already as of the day)."""
+    key = SOURCES[source].key[0]
+    return master.select(F.lit(source).alias("source"), F.col(key).cast("string").alias("source_key"))
+
+
+def identifiers_of(master: DataFrame, source: str) -> DataFrame:
+    """``(source, source_key, id_type, id_token)``: one row per valid identifier of each record."""
+    key = SOURCES[source].key[0]
+    parts = []
+    for column, id_type in IDENTIFIER_COLUMNS[source].items():
+        parts.append(master.where(_valid(master, column)).select(
+            F.lit(source).alias("source"), F.col(key).cast("string").alias("source_key"),
+            F.lit(id_type).alias("id_type"), F.col(column).cast("string").alias("id_token")))
+    return reduce(DataFrame.unionByName, parts).distinct()
+
+
+def master_frames(wh, as_of: str) -> dict[str, DataFrame]:
+    """Each master source's rows as of the day (sources not yet loaded are skipped)."""
+    from ..bronze import master_as_of, table_name
+
+    return {s: master_as_of(wh, s, as_of) for s in MASTER_SOURCES if wh.exists(table_name(s))}
+
+
+def all_records(masters: Mapping[str, DataFrame]) -> DataFrame:
+    return reduce(DataFrame.unionByName, [records_of(df, s) for s, df in masters.items()])
+
+
+def all_identifiers(masters: Mapping[str, DataFrame]) -> DataFrame:
+    return reduce(DataFrame.unionByName, [identifiers_of(df, s) for s, df in masters.items()])
+
+
+# ----------------------------------------------------------------------------------- vertex ids
+
+def vertex_keys(records: DataFrame, record_ids: DataFrame) -> DataFrame:
+    """Every dictionary key the day needs: its records and its (linking) identifiers."""
+    return (records.select(F.lit(RECORD).alias("kind"), F.col("source").alias("ns"), F.col("source_key").alias("key"))
+            .unionByName(record_ids.select(F.lit(IDENTIFIER).alias("kind"), F.col("id_type").alias("ns"),
+                                           F.col("id_token").alias("key")))
+            .distinct())
+
+
+def new_dictionary_entries(keys: DataFrame, dictionary: DataFrame) -> DataFrame:
+    """Keys missing from ``dictionary``, numbered from its maximum + 1 in (kind, ns, key) order."""
+    missing = keys.join(dictionary.select("kind", "ns", "key"), ["kind", "ns", "key"], "left_anti")
+    top = dictionary.agg(F.coalesce(F.max("vertex"), F.lit(0)).alias("top"))
+    w = Window.orderBy("kind", "ns", "key")
+    return (missing.withColumn("_n", F.row_number().over(w)).crossJoin(F.broadcast(top))
+            .select("kind", "ns", "key", (F.col("top") + F.col("_n")).cast("bigint").alias("vertex")))
+
+
+def with_record_vertex(df: DataFrame, dictionary: DataFrame) -> DataFrame:
+    d = dictionary.where(F.col("kind") == RECORD).select(
+        F.col("ns").alias("source"), F.col("key").alias("source_key"), F.col("vertex").alias("record_vertex"))
+    return df.join(d, ["source", "source_key"])
+
+
+def with_identifier_vertex(df: DataFrame, dictionary: DataFrame) -> DataFrame:
+    d = dictionary.where(F.col("kind") == IDENTIFIER).select(
+        F.col("ns").alias("id_type"), F.col("key").alias("id_token"), F.col("vertex").alias("identifier_vertex"))
+    return df.join(d, ["id_type", "id_token"])
+
+
+# ----------------------------------------------------------------------------------- graph edges
+
+def bipartite_edges(linked: DataFrame) -> DataFrame:
+    """Record vertex -- identifier vertex, from rows carrying ``record_vertex`` and ``identifier_vertex``."""
+    return linked.select(F.col("record_vertex").alias("src"), F.col("identifier_vertex").alias("dst"))
+
+
+def contracted_edges(linked: DataFrame, by=("id_type", "id_token")) -> DataFrame:
+    """Record -- record edges: each identifier links its records to its smallest record (one aggregation).
+
+    The components over records are those of the bipartite graph, with no identifier vertices and
+    ``sum(degree - 1)`` edges instead of ``sum(degree)``.
+    """
+    w = Window.partitionBy(*by)
+    return (linked.select("record_vertex", F.min("record_vertex").over(w).alias("_root"))
+            .where(F.col("record_vertex") != F.col("_root"))
+            .select(F.col("record_vertex").alias("src"), F.col("_root").alias("dst"))
+            .distinct())

@@ -1,0 +1,102 @@
+"""Why records share a one_id: the identifiers that joined them, day by day.
+
+``silver.identity_edges(as_of, source, source_key, id_type, id_token)`` holds each day's linking
+edges (valid identifiers that passed the shared-point guard). Two records of one person are linked
+when they hold the same (id_type, id_token); a one_id's records are connected through such pairs.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+EDGES = "silver.identity_edges"
+HISTORY = "silver.one_id_map_history"
+EDGES_DDL = "as_of date, source string, source_key string, id_type string, id_token string"
+HISTORY_DDL = "as_of date, source string, source_key string, one_id bigint"
+EXPLAIN_VIEW = "gold.identity_explain"
+EXPLAIN_COLUMNS = ["as_of", "one_id", "source", "source_key", "linked_source", "linked_source_key",
+                   "id_type", "id_token"]
+
+
+def history_day(wh, as_of: Optional[str] = None, strictly_before: bool = False) -> Optional[str]:
+    """The latest ``silver.one_id_map_history`` day <= ``as_of`` (< with ``strictly_before``); None if none."""
+    if not wh.exists(HISTORY):
+        return None
+    days = wh.read(HISTORY).select("as_of").distinct()
+    if as_of is not None:
+        bound = F.lit(as_of).cast("date")
+        days = days.where(F.col("as_of") < bound if strictly_before else F.col("as_of") <= bound)
+    day = days.agg(F.max("as_of")).collect()[0][0]
+    return None if day is None else day.isoformat()
+
+
+def one_id_map_as_of(wh, as_of: str) -> DataFrame:
+    """``(source, source_key, one_id)`` of the latest history day <= ``as_of`` (empty if none)."""
+    day = history_day(wh, as_of)
+    if day is None:
+        return wh.spark.createDataFrame([], "source string, source_key string, one_id bigint")
+    return (wh.read(HISTORY).where(F.col("as_of") == F.lit(day).cast("date"))
+            .select("source", "source_key", "one_id"))
+
+
+def linked_pairs(edges: DataFrame, members: DataFrame) -> DataFrame:
+    """Pairs of member records holding the same identifier, each pair once (smaller record first).
+
+    ``edges(source, source_key, id_type, id_token)``, ``members(source, source_key, one_id)``.
+    """
+    e = edges.join(members, ["source", "source_key"])
+    a = e.select("one_id", "source", "source_key", "id_type", "id_token")
+    b = e.select(F.col("one_id").alias("_b_one_id"), F.col("source").alias("linked_source"),
+                 F.col("source_key").alias("linked_source_key"), F.col("id_type").alias("_b_type"),
+                 F.col("id_token").alias("_b_token"))
+    return (a.join(b, (a.id_type == b._b_type) & (a.id_token == b._b_token) & (a.one_id == b._b_one_id))
+            .where(F.struct("source", "source_key") < F.struct("linked_source", "linked_source_key"))
+            .select("one_id", "source", "source_key", "linked_source", "linked_source_key", "id_type", "id_token"))
+
+
+def explain(wh, one_id: int, as_of: Optional[str] = None) -> DataFrame:
+    """The records ``one_id`` holds and, for each linked pair, the identifier that joined them.
+
+    Columns: as_of, one_id, source, source_key, linked_source, linked_source_key, id_type, id_token.
+    One row per record with the linked_* and id_* columns null, then one row per (pair, identifier).
+    ``as_of`` defaults to the latest identity run.
+    """
+    spark = wh.spark
+    day = history_day(wh, as_of)
+    if day is None:
+        return spark.createDataFrame([], ", ".join(
+            f"{c} {'date' if c == 'as_of' else 'bigint' if c == 'one_id' else 'string'}" for c in EXPLAIN_COLUMNS))
+    day_col = F.lit(day).cast("date")
+    members = (wh.read(HISTORY).where((F.col("as_of") == day_col) & (F.col("one_id") == F.lit(int(one_id))))
+               .select("source", "source_key", "one_id"))
+    edges = (wh.read_or_empty(EDGES, EDGES_DDL).where(F.col("as_of") == day_col)
+             .select("source", "source_key", "id_type", "id_token"))
+    null = F.lit(None).cast("string")
+    records = members.select("one_id", "source", "source_key", null.alias("linked_source"),
+                             null.alias("linked_source_key"), null.alias("id_type"), null.alias("id_token"))
+    out = records.unionByName(linked_pairs(edges, members)).withColumn("as_of", day_col)
+    return out.select(*EXPLAIN_COLUMNS).orderBy(
+        F.col("linked_source").isNotNull(), "source", "source_key", "linked_source", "linked_source_key",
+        "id_type", "id_token")
+
+
+def create_explain_view(wh) -> None:
+    """``gold.identity_explain``: every day's linked pairs per one_id, as a SQL view (session catalog)."""
+    if not (wh.exists(EDGES) and wh.exists(HISTORY)):
+        return
+    wh.register(EDGES)
+    wh.register(HISTORY)
+    wh.spark.sql(f"""
+        CREATE OR REPLACE VIEW {EXPLAIN_VIEW} AS
+        WITH e AS (
+          SELECT e.as_of, h.one_id, e.source, e.source_key, e.id_type, e.id_token
+          FROM {EDGES} e JOIN {HISTORY} h
+            ON h.as_of = e.as_of AND h.source = e.source AND h.source_key = e.source_key)
+        SELECT a.as_of, a.one_id, a.source, a.source_key, b.source AS linked_source,
+               b.source_key AS linked_source_key, a.id_type, a.id_token
+        FROM e a JOIN e b
+          ON a.as_of = b.as_of AND a.one_id = b.one_id AND a.id_type = b.id_type AND a.id_token = b.id_token
+         AND struct(a.source, a.source_key) < struct(b.source, b.source_key)
+    """)
