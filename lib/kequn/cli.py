@@ -124,7 +124,11 @@ def _session(args):
         # Stages that load their own catalogs (tags, quality, segments, journeys) find it here too.
         os.environ["KEQUN_CONF"] = str(Path(args.conf).absolute())
     config = load_pipeline(Path(args.conf) if args.conf else None)
-    spark = build_session(args.warehouse, config, overrides=dict(args.spark_conf))
+    extra = []
+    if args.command == "stream":
+        from .stream import required_packages
+        extra = required_packages(config)
+    spark = build_session(args.warehouse, config, overrides=dict(args.spark_conf), extra_packages=extra)
     return config, spark, Warehouse(spark, args.warehouse)
 
 

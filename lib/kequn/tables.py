@@ -106,8 +106,10 @@ class Warehouse:
         writer.save(self.path(name))
         self.register(name)
 
-    def append(self, df: DataFrame, name: str, partition_by: Sequence[str] = ()) -> None:
-        writer = df.write.format("delta").mode("append")
+    def append(self, df: DataFrame, name: str, partition_by: Sequence[str] = (),
+               options: Optional[dict[str, str]] = None) -> None:
+        """Append; ``options`` such as Delta's txnAppId/txnVersion make a replayed append a no-op."""
+        writer = df.write.format("delta").mode("append").options(**(options or {}))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.save(self.path(name))

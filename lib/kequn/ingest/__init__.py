@@ -65,6 +65,15 @@ def deduplicated(df: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
+def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source) -> None:
+    """MERGE bronze rows (already deduplicated) into ``bronze.<source>``: batch ingest and the stream alike.
+
+    A key already present is updated only by an earlier delivery date, so the
+    order in which the stream and the daily batch deliver a fact does not matter.
+    """
+    merge_into_bronze(wh, rows, source)
+
+
 def _merge_keys(source: Source) -> list[str]:
     if source.kind == MASTER:
         # Every version is kept; the latest updated_at wins when read (kequn.bronze.master_as_of).
@@ -100,7 +109,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     bad = checked.where("_reason IS NOT NULL")
 
     rows = deduplicated(bronze_rows(good, source), source)
-    wh.merge(rows, f"bronze.{source.name}", _merge_keys(source), update_when="s._batch_dt < t._batch_dt")
+    merge_into_bronze(wh, rows, source)
 
     q = quarantine_rows(bad, source, as_of)
     out.vault += vault_rows(checked, source)
