@@ -16,7 +16,6 @@ from ..landing import MASTER_SOURCES
 
 log = logging.getLogger(__name__)
 
-MAP_SCHEMA = "source string, source_key string, one_id bigint"
 CHANNELS = ("app_push", "wechat", "sms")
 # Preference when a person has several records able to receive a channel.
 SMS_SOURCE_ORDER = ("core_customer", "card_account", "app_user", "wechat_user")
@@ -25,19 +24,10 @@ KEY_COLUMN = {"core_customer": "cust_no", "card_account": "card_cust_id", "app_u
 
 
 def one_id_map(wh, as_of: str) -> DataFrame:
-    """(source, source_key, one_id) as of ``as_of``, through ``kequn.identity`` when available."""
-    try:
-        from ..identity import one_id_map_as_of  # written in parallel; fall back to the table
-    except ImportError:
-        one_id_map_as_of = None
-    if one_id_map_as_of is not None:
-        return one_id_map_as_of(wh, as_of).select("source", "source_key", "one_id")
-    if not wh.exists("silver.one_id_map_history"):
-        return wh.spark.createDataFrame([], MAP_SCHEMA)
-    hist = wh.read("silver.one_id_map_history").where(F.col("as_of") <= F.lit(as_of).cast("date"))
-    latest = hist.agg(F.max("as_of").alias("m"))
-    return (hist.join(F.broadcast(latest), F.col("as_of") == F.col("m"))
-            .select("source", "source_key", F.col("one_id").cast("bigint").alias("one_id")))
+    """(source, source_key, one_id) as of ``as_of`` (empty before identity first ran)."""
+    from ..identity import one_id_map_as_of
+
+    return one_id_map_as_of(wh, as_of)
 
 
 def master(wh, source: str, as_of: str) -> DataFrame | None:

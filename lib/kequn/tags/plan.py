@@ -54,27 +54,18 @@ SOURCE_SCHEMAS: dict[str, str] = {
                "subscribe_time timestamp, bound_cust_no string, mobile_valid boolean, updated_at timestamp, "
                + _COMMON),
 }
-ID_MAP_SCHEMA = "source string, source_key string, one_id bigint"
 MAP_HISTORY = "silver.one_id_map_history"
 
 
 # --------------------------------------------------------------------------- persons
 
 def id_map_as_of(wh, as_of: str) -> DataFrame:
-    """(source, source_key, one_id) as of the day: kequn.identity's reader, else the history table."""
-    try:
-        from ..identity import one_id_map_as_of  # type: ignore
-    except ImportError:
-        one_id_map_as_of = None
-    if one_id_map_as_of is not None:
-        return one_id_map_as_of(wh, as_of).select("source", "source_key", "one_id")
-    if not wh.exists(MAP_HISTORY):
-        raise RuntimeError(f"{MAP_HISTORY} does not exist: run the identity stage first")
-    hist = wh.read(MAP_HISTORY)
-    day = hist.where(F.col("as_of") <= F.lit(as_of).cast("date")).agg(F.max("as_of")).first()[0]
-    if day is None:
+    """(source, source_key, one_id) as of the day, from kequn.identity; identity must have run."""
+    from ..identity import history_day, one_id_map_as_of
+
+    if history_day(wh, as_of) is None:
         raise RuntimeError(f"{MAP_HISTORY} has no day on or before {as_of}: run the identity stage first")
-    return hist.where(F.col("as_of") == F.lit(day)).select("source", "source_key", F.col("one_id").cast("bigint"))
+    return one_id_map_as_of(wh, as_of)
 
 
 def _empty(spark, source: str) -> DataFrame:
