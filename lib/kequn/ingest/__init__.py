@@ -71,7 +71,7 @@ def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source) -> None:
     A key already present is updated only by an earlier delivery date, so the
     order in which the stream and the daily batch deliver a fact does not matter.
     """
-    merge_into_bronze(wh, rows, source)
+    wh.merge(rows, f"bronze.{source.name}", _merge_keys(source), update_when="s._batch_dt < t._batch_dt")
 
 
 def _merge_keys(source: Source) -> list[str]:
