@@ -200,4 +200,4 @@ def test_project_suites_load():
     assert {"gold.one_id_map", "gold.tag_values", "gold.segment_stats", "gold.journey_state",
             "gold.journey_actions", "bronze.core_customer"} <= set(suites)
     assert "bronze.pii_vault" not in suites
-    assert suites["gold.tag_values"].foreign_keys[0].references == "gold.one_id_map"
+    assert suites["gold.tag_values"].foreign_keys[0].references == "silver.one_id_map_history"

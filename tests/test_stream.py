@@ -25,6 +25,14 @@ def at(minutes_ago: int) -> dt.datetime:
             ).astimezone().replace(tzinfo=None)
 
 
+@pytest.fixture(autouse=True)
+def _clock():
+    """Times are relative to each test's start: the suite may reach this file long after collection."""
+    global NOW, TODAY
+    NOW = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, microsecond=0)
+    TODAY = NOW.date().isoformat()
+
+
 def ts(minutes_ago: int) -> str:
     return (NOW - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%d %H:%M:%S")
 

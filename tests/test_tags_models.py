@@ -39,15 +39,16 @@ def build(wh):
                                                  for i in range(1, N + 1)]})
     events = [{"event_id": f"E{i}", "source": "app", "user_key": f"A{i}", "event_time": f"{day(T, -3)} 10:00:00",
                "event_type": "search", "keyword": "教育金 怎么存"} for i in range(1, 21)]
-    write_bronze(wh, "event", {D: events})
-    txns = [{"txn_id": f"B{i}", "source": "core", "source_key": f"C{i}", "txn_time": f"{day(T, -10)} 10:00:00",
+    # Each fact arrives in the batch of its own day: training as of T sees only batches dated <= T.
+    write_bronze(wh, "event", {day(T, -3): events})
+    base = [{"txn_id": f"B{i}", "source": "core", "source_key": f"C{i}", "txn_time": f"{day(T, -10)} 10:00:00",
              "amount": "10.00", "direction": "debit", "channel": "app", "category": "other"}
             for i in range(1, N + 1)]
     # planted outcome: most searchers buy education within (T, D], a few others too
     buyers = list(range(1, 17)) + [21, 22, 23]
-    txns += [{"txn_id": f"L{i}", "source": "core", "source_key": f"C{i}", "txn_time": f"{day(T, 10)} 10:00:00",
+    outcome = [{"txn_id": f"L{i}", "source": "core", "source_key": f"C{i}", "txn_time": f"{day(T, 10)} 10:00:00",
               "amount": "3000.00", "direction": "debit", "channel": "app", "category": "education"} for i in buyers]
-    write_bronze(wh, "transaction", {D: txns})
+    write_bronze(wh, "transaction", {day(T, -10): base, day(T, 10): outcome})
     write_map(wh, D, [("core_customer", f"C{i}", i) for i in range(1, N + 1)]
               + [("app_user", f"A{i}", i) for i in range(1, N + 1)])
 

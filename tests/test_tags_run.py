@@ -75,8 +75,10 @@ def test_run_publishes_gates_and_is_idempotent(spark, warehouse, tmp_path):
     assert out1["gold.tag_values"] == N * 4 and out1["gold.customer_profile"] == N
     tv = wh.read("gold.tag_values")
     assert tv.columns == ["as_of", "one_id", "tag_code", "tag_value"]
-    assert tv.where("tag_code = 'txn_cnt_90d' AND one_id = 4").first()["tag_value"] == "3"
-    assert tv.where("tag_code = 'busy' AND one_id = 4").first()["tag_value"] == "true"
+    # C3 (one_id 3) has 3 % 4 = 3 debit transactions in the window; C4 has none
+    assert tv.where("tag_code = 'txn_cnt_90d' AND one_id = 3").first()["tag_value"] == "3"
+    assert tv.where("tag_code = 'txn_cnt_90d' AND one_id = 4").first()["tag_value"] == "0"
+    assert tv.where("tag_code = 'busy' AND one_id = 3").first()["tag_value"] == "true"
     assert tv.where("tag_code = 'grp' AND tag_value IS NOT NULL").count() == N
     prof = wh.read("gold.customer_profile")
     assert prof.columns == ["one_id", "as_of", "gender", "txn_cnt_90d", "busy", "grp"]

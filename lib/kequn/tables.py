@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 DATABASES = ("bronze", "silver", "gold", "quality")
 STAGING = "_staging"
 
+# (session, table name) -> the location this process registered it at.
+_REGISTERED: dict[tuple[int, str], str] = {}
+
 
 def absolute(root: str) -> str:
     """A local path made absolute; URIs (s3a://, hdfs://, abfss://) left as they are."""
@@ -53,9 +56,16 @@ class Warehouse:
 
     # ------------------------------------------------------------------ catalog
     def register(self, name: str) -> None:
+        key, path = (id(self.spark), name), self.path(name)
+        if _REGISTERED.get(key) == path:
+            return
         db, _ = name.split(".", 1)
         self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{self.path(name)}'")
+        if key in _REGISTERED:
+            # The session served another warehouse before: re-point the name (an external table; no data moves).
+            self.spark.sql(f"DROP TABLE IF EXISTS {name}")
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{path}'")
+        _REGISTERED[key] = path
 
     def tables(self) -> list[str]:
         """Names of the Delta tables present in the warehouse."""

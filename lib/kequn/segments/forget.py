@@ -160,6 +160,9 @@ def _vacuum(spark, wh, tables: list[str], retention_hours: int) -> None:
         spark.conf.set(key, "false")  # the caller asked for a shorter retention explicitly
     try:
         for t in tables:
+            # With deletion vectors a DELETE only marks rows: the erased values stay in files the current
+            # version still references, which VACUUM keeps. PURGE rewrites those files first.
+            spark.sql(f"REORG TABLE delta.`{wh.path(t)}` APPLY (PURGE)")
             DeltaTable.forPath(spark, wh.path(t)).vacuum(float(retention_hours))
     finally:
         spark.conf.set(key, before)
