@@ -235,7 +235,7 @@ def test_forget_removes_the_person_everywhere(spark, warehouse, tmp_path):
     assert wh.read("bronze.core_customer").collect()[0]["cust_no"] == "c1"
     assert wh.read("bronze.app_user").count() == 0
     assert wh.read("bronze.consent").count() == 0
-    assert [r.txn_id for r in wh.read("bronze.transaction").collect()] == ["t1", "t3"]  # t3 is a card record c2
+    assert sorted(r.txn_id for r in wh.read("bronze.transaction").collect()) == ["t1", "t3"]  # t3 is a card record c2
     for t in ("silver.one_id_map_history", "gold.one_id_map", "gold.tag_values", "gold.segment_members"):
         assert wh.read(t).where("one_id = 2").count() == 0, t
         assert wh.read(t).where("one_id = 1").count() > 0, t
@@ -243,4 +243,5 @@ def test_forget_removes_the_person_everywhere(spark, warehouse, tmp_path):
     assert not os.path.exists(os.path.join(wh.root, "_staging"))
     # VACUUM removed the files of the old versions: the erased rows cannot be time-travelled to.
     with pytest.raises(Exception):
-        spark.read.format("delta").option("versionAsOf", 0).load(wh.path("bronze.app_user")).count()
+        # collect(), not count(): Delta answers count() from log statistics without opening data files.
+        spark.read.format("delta").option("versionAsOf", 0).load(wh.path("bronze.app_user")).collect()
