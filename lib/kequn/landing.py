@@ -50,53 +50,53 @@ class Source:
         return [c for c in self.column_names if c in PII_COLUMNS]
 
 
-def _c(name, type="string", enum=(), key=False):
-    return Column(name, type, tuple(enum), key)
+def _c(name, type="string", enum=(), required=False):
+    return Column(name, type, tuple(enum), required)
 
 
 SOURCES: dict[str, Source] = {s.name: s for s in [
     Source("core_customer", MASTER, ("cust_no",), (
-        _c("cust_no", key=True), _c("name"), _c("id_type", enum=("ID_CARD", "PASSPORT", "OTHER")), _c("id_no"),
+        _c("cust_no", required=True), _c("name"), _c("id_type", enum=("ID_CARD", "PASSPORT", "OTHER")), _c("id_no"),
         _c("mobile"), _c("gender", enum=("M", "F")), _c("birth_date", "date"), _c("occupation"),
         _c("marital_status"), _c("annual_income", "decimal"), _c("branch_code"), _c("open_date", "date"),
-        _c("updated_at", "timestamp", key=True)), version_column="updated_at"),
+        _c("updated_at", "timestamp", required=True)), version_column="updated_at"),
     Source("card_account", MASTER, ("card_cust_id",), (
-        _c("card_cust_id", key=True), _c("name"), _c("id_no"), _c("mobile"), _c("card_no"),
+        _c("card_cust_id", required=True), _c("name"), _c("id_no"), _c("mobile"), _c("card_no"),
         _c("card_level", enum=("standard", "gold", "platinum", "diamond")), _c("credit_limit", "decimal"),
-        _c("open_date", "date"), _c("updated_at", "timestamp", key=True)), version_column="updated_at"),
+        _c("open_date", "date"), _c("updated_at", "timestamp", required=True)), version_column="updated_at"),
     Source("app_user", MASTER, ("app_user_id",), (
-        _c("app_user_id", key=True), _c("mobile"), _c("device_id"), _c("cust_no"),
-        _c("register_time", "timestamp"), _c("updated_at", "timestamp", key=True)), version_column="updated_at"),
+        _c("app_user_id", required=True), _c("mobile"), _c("device_id"), _c("cust_no"),
+        _c("register_time", "timestamp"), _c("updated_at", "timestamp", required=True)), version_column="updated_at"),
     Source("wechat_user", MASTER, ("openid",), (
-        _c("openid", key=True), _c("unionid"), _c("app_type", enum=("official_account", "mini_program")),
-        _c("mobile"), _c("subscribe_time", "timestamp"), _c("updated_at", "timestamp", key=True)),
+        _c("openid", required=True), _c("unionid"), _c("app_type", enum=("official_account", "mini_program")),
+        _c("mobile"), _c("subscribe_time", "timestamp"), _c("updated_at", "timestamp", required=True)),
         version_column="updated_at"),
     Source("transaction", FACT, ("txn_id",), (
-        _c("txn_id", key=True), _c("source", enum=("core", "card"), key=True), _c("source_key", key=True),
-        _c("txn_time", "timestamp", key=True), _c("amount", "decimal", key=True),
-        _c("direction", enum=("debit", "credit"), key=True),
+        _c("txn_id", required=True), _c("source", enum=("core", "card"), required=True), _c("source_key", required=True),
+        _c("txn_time", "timestamp", required=True), _c("amount", "decimal", required=True),
+        _c("direction", enum=("debit", "credit"), required=True),
         _c("channel", enum=("branch", "atm", "app", "web", "wechat", "pos", "online")),
         _c("category"), _c("product_code")), time_column="txn_time"),
     Source("holding", SNAPSHOT, ("source_key", "snapshot_date", "product_type"), (
-        _c("source_key", key=True), _c("snapshot_date", "date", key=True),
+        _c("source_key", required=True), _c("snapshot_date", "date", required=True),
         _c("product_type", enum=("demand_deposit", "time_deposit", "wealth", "fund", "insurance", "mortgage",
-                                 "consumer_loan"), key=True),
-        _c("balance", "decimal", key=True), _c("maturity_date", "date")), time_column="snapshot_date"),
+                                 "consumer_loan"), required=True),
+        _c("balance", "decimal", required=True), _c("maturity_date", "date")), time_column="snapshot_date"),
     Source("event", FACT, ("event_id",), (
-        _c("event_id", key=True), _c("source", enum=("app", "web", "official_account", "mini_program"), key=True),
-        _c("user_key", key=True), _c("device_id"), _c("event_time", "timestamp", key=True),
-        _c("event_type", enum=("login", "page_view", "search", "like", "comment", "share", "click"), key=True),
+        _c("event_id", required=True), _c("source", enum=("app", "web", "official_account", "mini_program"), required=True),
+        _c("user_key", required=True), _c("device_id"), _c("event_time", "timestamp", required=True),
+        _c("event_type", enum=("login", "page_view", "search", "like", "comment", "share", "click"), required=True),
         _c("page"), _c("keyword")), time_column="event_time"),
     Source("touch", FACT, ("touch_id",), (
-        _c("touch_id", key=True), _c("campaign_id", key=True), _c("step", "int"),
-        _c("channel", enum=("app_push", "sms", "wechat"), key=True),
-        _c("target_source", enum=("core_customer", "card_account", "app_user", "wechat_user"), key=True),
-        _c("target_key", key=True), _c("sent_time", "timestamp", key=True), _c("opened_time", "timestamp"),
+        _c("touch_id", required=True), _c("campaign_id", required=True), _c("step", "int"),
+        _c("channel", enum=("app_push", "sms", "wechat"), required=True),
+        _c("target_source", enum=("core_customer", "card_account", "app_user", "wechat_user"), required=True),
+        _c("target_key", required=True), _c("sent_time", "timestamp", required=True), _c("opened_time", "timestamp"),
         _c("converted_time", "timestamp")), time_column="sent_time"),
     Source("consent", FACT, ("source", "source_key", "purpose", "event_time"), (
-        _c("source", enum=("core_customer", "card_account", "app_user", "wechat_user"), key=True),
-        _c("source_key", key=True), _c("purpose", enum=("marketing", "profiling"), key=True),
-        _c("granted", "boolean", key=True), _c("event_time", "timestamp", key=True)), time_column="event_time"),
+        _c("source", enum=("core_customer", "card_account", "app_user", "wechat_user"), required=True),
+        _c("source_key", required=True), _c("purpose", enum=("marketing", "profiling"), required=True),
+        _c("granted", "boolean", required=True), _c("event_time", "timestamp", required=True)), time_column="event_time"),
 ]}
 
 MASTER_SOURCES = tuple(n for n, s in SOURCES.items() if s.kind == MASTER)
