@@ -14,20 +14,12 @@ import pytest
 from kequn import cli
 from reference import MASTER_KEYS, expected_groups
 
-END = "2026-11-25"
-DAY1 = "2026-11-24"
+from conftest import DEMO_DAY1 as DAY1, DEMO_END as END
 
 
 @pytest.fixture(scope="module")
-def demo(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    landing, wh = root / "landing", root / "warehouse"
-    assert cli.main(["generate", "--out", str(landing), "--persons", "150", "--days", "4", "--seed", "3",
-                     "--end", END]) == 0
-    codes = {}
-    for day in (DAY1, END):
-        codes[day] = cli.main(["run", "--landing", str(landing), "--warehouse", str(wh), "--as-of", day])
-    return landing, wh, codes
+def demo(pipeline_demo):
+    return pipeline_demo
 
 
 def _map(spark, wh):

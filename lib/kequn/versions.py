@@ -41,4 +41,16 @@ TEST_PACKAGES = [
     "duckdb==1.5.5",
     "duckdb-extension-delta==1.5.5",
     "deltalake>=1.6,<1.7",
+    # notebooks/ are executed by the suite so that none can rot
+    "nbclient==0.10.2",
+    "nbformat==5.11.1",
+    "ipykernel==7.4.0",
+    "matplotlib==3.11.2",
+]
+
+# Airflow lives in its own virtual environment (.cache/airflow-venv): its pins must not constrain
+# kequn's, and the cluster's scheduler is a separate installation anyway.
+AIRFLOW_PACKAGES = [
+    "apache-airflow==3.3.2",
+    "apache-airflow-providers-apache-spark",
 ]
