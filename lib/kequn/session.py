@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional
 
+from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from . import versions
@@ -97,6 +98,9 @@ def build_session(
             conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
                          "spark.default.parallelism": "2", "spark.driver.memory": "2g",
                          "spark.databricks.delta.snapshotPartitions": "1"})
+    elif "spark.log.level" not in dict(SparkConf().getAll()):
+        # Spark's INFO output (Delta prints whole snapshots) buries the stage log; --conf can say otherwise.
+        conf["spark.log.level"] = "WARN"
     conf.update({
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -108,6 +112,11 @@ def build_session(
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
+    # Where the code came from (the --py-files zip on a cluster) and where it runs: the first thing
+    # to check when a submitted job behaves differently from a local one.
+    import kequn
+    log.info("session: master %s, Spark %s, kequn from %s", spark.sparkContext.master, spark.version,
+             Path(kequn.__file__).parent)
     if warehouse:
         spark.sparkContext.setCheckpointDir(str(Path(warehouse).absolute() / "_checkpoints"))
         from .tables import Warehouse
@@ -130,7 +139,8 @@ def resolve_packages(packages: Optional[list[str]] = None) -> list[str]:
     IVY_CACHE.mkdir(parents=True, exist_ok=True)
     # A throw-away JVM does the resolution, so this process's session gets the cached jars.
     code = (
-        "from pyspark.sql import SparkSession\n"
+        "from pyspark import SparkConf
+from pyspark.sql import SparkSession\n"
         "s = (SparkSession.builder.master('local[1]')"
         f".config('spark.jars.packages', {','.join(packages)!r})"
         f".config('spark.jars.ivy', {str(IVY_CACHE)!r})"

@@ -52,5 +52,5 @@ TEST_PACKAGES = [
 # kequn's, and the cluster's scheduler is a separate installation anyway.
 AIRFLOW_PACKAGES = [
     "apache-airflow==3.3.2",
-    "apache-airflow-providers-apache-spark",
+    "apache-airflow-providers-apache-spark==6.3.4",
 ]
