@@ -139,8 +139,7 @@ def resolve_packages(packages: Optional[list[str]] = None) -> list[str]:
     IVY_CACHE.mkdir(parents=True, exist_ok=True)
     # A throw-away JVM does the resolution, so this process's session gets the cached jars.
     code = (
-        "from pyspark import SparkConf
-from pyspark.sql import SparkSession\n"
+        "from pyspark.sql import SparkSession\n"
         "s = (SparkSession.builder.master('local[1]')"
         f".config('spark.jars.packages', {','.join(packages)!r})"
         f".config('spark.jars.ivy', {str(IVY_CACHE)!r})"
