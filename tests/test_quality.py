@@ -63,7 +63,8 @@ def test_clean_table_passes_and_is_recorded_once_per_day(spark, warehouse, conf)
     assert any(e.startswith("expect_column_values_to_not_match_regex: pii_scan(source_key)") for e in exps)
     assert res.columns[:6] == ["run_id", "as_of", "table_name", "expectation", "success", "observed_value"]
     assert {str(r.as_of) for r in rows} == {AS_OF} and len({r.run_id for r in rows}) == 1
-    assert os.path.exists(f"{warehouse.root}/quality/data_docs/index.html")
+    # gates record rows only; the quality stage renders the Data Docs
+    assert not os.path.exists(f"{warehouse.root}/quality/data_docs/index.html")
     # a re-run of the same day and table replaces the earlier call's rows
     gate(warehouse, AS_OF, {"gold.one_id_map": staged})
     again = results(warehouse).collect()
@@ -178,6 +179,7 @@ def test_partitioned_table_compares_with_previous_day_and_checks_freshness(spark
                                    + [(AS_OF, i, "aum", "1") for i in range(3)]), "gold.tag_values",
                         partition_by=("as_of",))
     assert run(spark, warehouse, AS_OF, None) == {RESULTS_TABLE: 3}
+    assert os.path.exists(f"{warehouse.root}/quality/data_docs/index.html")
     rc = results(warehouse).where("expectation LIKE '%row_count%'").first()
     assert rc.success and rc.observed_value == "3" and "previous 4" in rc.expectation
     with pytest.raises(QualityGateError, match=r"freshness\(every as_of = 2026-11-03\) -> observed unexpected 1 of 2"):

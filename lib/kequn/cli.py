@@ -36,6 +36,13 @@ def _positive(text: str) -> int:
     return n
 
 
+def _port(text: str) -> int:
+    n = int(text) if text.isdigit() else 0
+    if not 0 < n < 65536:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port (1-65535)")
+    return n
+
+
 def _kv(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"'{text}' is not KEY=VALUE")
@@ -70,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("query", help="a SQL statement, e.g. \"SELECT count(*) FROM gold.one_id_map\"")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--limit", type=_positive, default=1000, help="rows printed at most (default 1000)")
+
+    p = sub.add_parser("sql-server", help="serve the tables over JDBC/ODBC (HiveServer2) for BI tools, until stopped")
+    _common(p, landing=False)
+    p.add_argument("--port", type=_port, default=10001, help="TCP port (default 10001)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; no authentication)")
 
     p = sub.add_parser("generate", help="write a sample landing folder (landing contract)")
     p.add_argument("--out", required=True)
@@ -165,6 +177,15 @@ def main(argv=None) -> int:
         return 0
 
     from .config import ConfigError
+    if args.command == "sql-server":
+        from .config import load_pipeline
+        from .sqlserver import serve
+        try:
+            config = load_pipeline(Path(args.conf) if args.conf else None)
+        except ConfigError as e:
+            log.error("configuration error: %s", e)
+            return pipeline.EXIT_USAGE
+        return serve(args.warehouse, config, host=args.host, port=args.port, overrides=dict(args.spark_conf))
     try:
         config, spark, wh = _session(args)
     except ConfigError as e:

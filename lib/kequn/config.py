@@ -168,3 +168,28 @@ def load_pipeline(conf_dir: Optional[Path] = None) -> PipelineConfig:
     path = conf_dir / "pipeline.yaml"
     cfg = load_file(PipelineConfig, path) if path.exists() else PipelineConfig()
     return dataclasses.replace(cfg, conf_dir=str(conf_dir))
+
+
+def dependency_order(codes, deps) -> tuple[list[str], list[list[str]]]:
+    """``codes`` ordered so that each follows what it depends on (``deps``: code -> codes), and the
+    cycles met, each as ``[a, b, …, a]``. Catalogs (tags, segments) report cycles their own way."""
+    order: list[str] = []
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(code: str, path: list[str]) -> None:
+        if state.get(code) == 2:
+            return
+        if state.get(code) == 1:
+            cycles.append(path[path.index(code):] + [code])
+            return
+        state[code] = 1
+        for dep in deps.get(code, ()):
+            visit(dep, path + [code])
+        state[code] = 2
+        order.append(code)
+
+    for code in codes:
+        visit(code, [])
+    return order, cycles
+

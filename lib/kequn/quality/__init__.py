@@ -142,7 +142,9 @@ def _check(wh, as_of: str, frames: dict, suites: dict[str, TableSuite], phase: s
         derived = derived_expectations(suite, df, as_of, lookup, log)
         if derived is not None:
             outcomes += validate(context, name, "derived", derived.frame, derived.expectations)
-    if docs_dir:
+    if docs_dir and phase == "stage":
+        # Only the quality stage renders Data Docs: rendering costs seconds, and every gate's
+        # results are rows of quality.validation_results anyway.
         build_docs(context)
     run_id = record(wh, as_of, phase, list(checked), outcomes)
     for o in outcomes:

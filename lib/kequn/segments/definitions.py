@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from ..config import ConfigError, default_conf_dir, load_dir, load_file, parse, read_yaml
+from ..config import ConfigError, default_conf_dir, dependency_order, load_dir, load_file, parse, read_yaml
 from .rules import Rule, RuleError, parse_rule
 
 log = logging.getLogger(__name__)
@@ -196,24 +196,9 @@ def check(definitions: list[SegmentDef], catalog: dict[str, str], strict: bool =
 
 
 def _dependency_order(by_code: dict[str, SegmentDef], errors: list[str]) -> list[str]:
-    order: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(code: str, path: list[str]) -> None:
-        if state.get(code) == 2:
-            return
-        if state.get(code) == 1:
-            errors.append(f"segment {code!r}: base cycle {' -> '.join(path + [code])}")
-            return
-        state[code] = 1
-        base = by_code[code].base
-        if base in by_code:
-            visit(base, path + [code])
-        state[code] = 2
-        order.append(code)
-
-    for c in by_code:
-        visit(c, [])
+    deps = {c: (d.base,) for c, d in by_code.items() if d.base in by_code}
+    order, cycles = dependency_order(list(by_code), deps)
+    errors += [f"segment {cyc[0]!r}: base cycle {' -> '.join(cyc)}" for cyc in cycles]
     return order
 
 

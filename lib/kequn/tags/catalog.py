@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Literal, Optional
 
-from ..config import ConfigError, load_dir
+from ..config import ConfigError, dependency_order, load_dir
 
 CATEGORIES = ("basic", "behaviour", "value", "risk", "marketing", "lifecycle", "need")
 KINDS = ("rule", "statistic", "model")
@@ -281,23 +281,9 @@ def dependencies(catalog: Catalog, spark=None) -> dict[str, tuple[str, ...]]:
 
 def topological_order(codes: list[str], deps: dict[str, tuple[str, ...]]) -> list[str]:
     """Codes ordered so that each follows its dependencies; ConfigError naming a cycle."""
-    order, state = [], {}
-
-    def visit(c, path):
-        s = state.get(c)
-        if s == 2:
-            return
-        if s == 1:
-            cyc = path[path.index(c):] + [c]
-            raise ConfigError(f"tag catalog: cycle between tags: {' -> '.join(cyc)}")
-        state[c] = 1
-        for d in deps.get(c, ()):
-            visit(d, path + [c])
-        state[c] = 2
-        order.append(c)
-
-    for c in codes:
-        visit(c, [])
+    order, cycles = dependency_order(codes, deps)
+    if cycles:
+        raise ConfigError(f"tag catalog: cycle between tags: {' -> '.join(cycles[0])}")
     return order
 
 
