@@ -58,14 +58,18 @@ def test_pipeline_submitted_to_a_standalone_cluster(cluster, spark, tmp_path):
            "--packages", ",".join(versions.JVM_PACKAGES),
            "--conf", f"spark.jars.ivy={ROOT / '.cache' / 'ivy'}",
            "--conf", f"spark.jars.ivySettings={ROOT / 'conf' / 'ivysettings.xml'}",
-           "--conf", "spark.sql.shuffle.partitions=2", "--conf", "spark.ui.enabled=false",
+           # Small data: few tasks per job (Delta rebuilds a table's state with 50 tasks by default).
+           "--conf", "spark.sql.shuffle.partitions=2", "--conf", "spark.default.parallelism=2",
+           "--conf", "spark.databricks.delta.snapshotPartitions=2", "--conf", "spark.ui.enabled=false",
            "--executor-memory", "1g", "--py-files", str(ROOT / "dist" / "kequn.zip"),
            str(ROOT / "jobs" / "run.py"), "--landing", str(landing), "--warehouse", str(wh),
            "--as-of", AS_OF, "--conf", str(ROOT / "conf")]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
     log = done.stderr
     assert done.returncode == 0, log[-4000:]
-    assert f"master {master}" in log and "kequn.zip" in log, "the driver ran on the cluster from the zip"
+    session_lines = [l for l in log.splitlines() if "kequn.session" in l]
+    assert any(f"master {master}" in l and "kequn.zip" in l for l in session_lines), \
+        f"the driver ran on the cluster from the zip: {session_lines}"
 
     apps = json.load(urllib.request.urlopen(f"http://127.0.0.1:{cluster['KEQUN_CLUSTER_UI_PORT']}/json/"))
     finished = [a for a in apps["completedapps"] if a["state"] == "FINISHED"]

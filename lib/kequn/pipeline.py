@@ -48,9 +48,20 @@ def exit_code_for(exc: BaseException) -> int:
 
 def run_stages(stages: list[str], spark, wh, landing: Optional[str], as_of: str,
                config: PipelineConfig) -> tuple[int, list[StageResult]]:
+    try:
+        return _run_stages(stages, spark, wh, landing, as_of, config)
+    finally:
+        # Later jobs of the session (a notebook's, a test's) are not the last stage's.
+        for key in ("spark.jobGroup.id", "spark.job.description"):
+            spark.sparkContext.setLocalProperty(key, None)
+
+
+def _run_stages(stages, spark, wh, landing, as_of, config) -> tuple[int, list[StageResult]]:
     results: list[StageResult] = []
     for stage in stages:
         log.info("stage %s: start (as_of=%s)", stage, as_of)
+        # The Spark UI (and the event log, which bench/pipeline_bench.py reads) names each job's stage.
+        spark.sparkContext.setJobGroup(f"kequn:{stage}", f"kequn {stage} as of {as_of}")
         started = time.time()
         try:
             counts = _call(stage, spark, wh, landing, as_of, config)

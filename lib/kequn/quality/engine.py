@@ -77,6 +77,16 @@ def _observed(result) -> str:
     return ""
 
 
+def _latest_job(sc) -> int:
+    """The newest Spark job id of this thread's job group (or of no group). Ids grow by one per job,
+    so two readings count the jobs between them; the tracker keeps only the latest jobs, so
+    counting its lists would undercount."""
+    tracker = sc.statusTracker()
+    group = sc.getLocalProperty("spark.jobGroup.id")
+    ids = list(tracker.getJobIdsForGroup(None)) + (list(tracker.getJobIdsForGroup(group)) if group else [])
+    return max(ids, default=-1)
+
+
 def validate(context, table: str, batch: str, df, expectations: list) -> list[Outcome]:
     """Run one table's expectations over ``df`` through a Checkpoint; one Outcome per expectation."""
     import great_expectations as gx
@@ -89,8 +99,7 @@ def validate(context, table: str, batch: str, df, expectations: list) -> list[Ou
     checkpoint = context.checkpoints.add(gx.Checkpoint(name=name, validation_definitions=[vd],
                                                        result_format=RESULT_FORMAT))
     sc = df.sparkSession.sparkContext
-    tracker = sc.statusTracker()
-    jobs_before = len(tracker.getJobIdsForGroup(None))
+    jobs_before = _latest_job(sc)
     started = time.monotonic()
     sc.setJobDescription(f"quality {name}")
     ours = not df.is_cached
@@ -111,7 +120,7 @@ def validate(context, table: str, batch: str, df, expectations: list) -> list[Ou
                                     str(getattr(cfg.severity, "value", cfg.severity)), batch))
     failed = [o for o in outcomes if not o.success]
     log.info("quality: %s: %d expectations, %d failed, %.1f s, %d Spark jobs", name, len(outcomes), len(failed),
-             time.monotonic() - started, len(tracker.getJobIdsForGroup(None)) - jobs_before)
+             time.monotonic() - started, _latest_job(sc) - jobs_before)
     return outcomes
 
 

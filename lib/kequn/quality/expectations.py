@@ -35,8 +35,9 @@ PII_PATTERNS = {
     "mobile": _B + r"(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}" + _E,
     # 18-character ID (last may be X) or the old 15-digit form.
     "id_no": _B + r"(?:\d{17}[0-9Xx]|\d{15})" + _E,
-    # 16-19 digit card number, optionally grouped by four with spaces or dashes.
-    "card_no": _B + r"(?:\d{16,19}|\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?)" + _E,
+    # 16-19 digit card number, optionally grouped by four with spaces or dashes. Issuer numbers
+    # never start with 0, while placeholders do (the contract's all-zero device id).
+    "card_no": _B + r"(?:[1-9]\d{15,18}|[1-9]\d{3}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?)" + _E,
 }
 PII_REGEX = "|".join(f"(?:{p})" for p in PII_PATTERNS.values())
 
