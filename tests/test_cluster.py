@@ -65,7 +65,8 @@ def test_pipeline_submitted_to_a_standalone_cluster(cluster, spark, tmp_path):
            str(ROOT / "jobs" / "run.py"), "--landing", str(landing), "--warehouse", str(wh),
            "--as-of", AS_OF, "--conf", str(ROOT / "conf")]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
-    log = done.stderr
+    # spark-submit's PythonRunner merges the Python driver's stderr (our log) into its own stdout.
+    log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     session_lines = [l for l in log.splitlines() if "kequn.session" in l]
     assert any(f"master {master}" in l and "kequn.zip" in l for l in session_lines), \
