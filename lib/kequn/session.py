@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional
 
-from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from . import versions
@@ -98,9 +97,6 @@ def build_session(
             conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
                          "spark.default.parallelism": "2", "spark.driver.memory": "2g",
                          "spark.databricks.delta.snapshotPartitions": "1"})
-    elif "spark.log.level" not in dict(SparkConf().getAll()):
-        # Spark's INFO output (Delta prints whole snapshots) buries the stage log; --conf can say otherwise.
-        conf["spark.log.level"] = "WARN"
     conf.update({
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -112,6 +108,9 @@ def build_session(
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
+    if under_spark_submit() and spark.sparkContext.getConf().get("spark.log.level") is None:
+        # Spark's INFO output (Delta prints whole snapshots) buries the stage log; --conf can say otherwise.
+        spark.sparkContext.setLogLevel("WARN")
     # Where the code came from (the --py-files zip on a cluster) and where it runs: the first thing
     # to check when a submitted job behaves differently from a local one.
     import kequn

@@ -102,6 +102,7 @@ def _holds_later_day(df, column: str, as_of: str) -> bool:
     latest = df.agg(F.max(column)).first()[0]
     return latest is not None and str(latest)[:10] > as_of
 
+
 def baseline_rows(wh, suite: TableSuite, as_of: str, phase: str) -> Optional[int]:
     """Rows of the previous published version: the previous day's slice for partitioned tables;
     otherwise the published table (gate: it is the previous version) or its version before last
