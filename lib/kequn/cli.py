@@ -127,21 +127,25 @@ def _logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _session(args):
+def _config(args):
     from .config import load_pipeline
-    from .session import build_session
-    from .tables import Warehouse
 
     if args.conf:
         # Stages that load their own catalogs (tags, quality, segments, journeys) find it here too.
         os.environ["KEQUN_CONF"] = str(Path(args.conf).absolute())
-    config = load_pipeline(Path(args.conf) if args.conf else None)
+    return load_pipeline(Path(args.conf) if args.conf else None)
+
+
+def _session(args, config):
+    from .session import build_session
+    from .tables import Warehouse
+
     extra = []
     if args.command == "stream":
         from .stream import required_packages
         extra = required_packages(config)
     spark = build_session(args.warehouse, config, overrides=dict(args.spark_conf), extra_packages=extra)
-    return config, spark, Warehouse(spark, args.warehouse)
+    return spark, Warehouse(spark, args.warehouse)
 
 
 def _print_rows(df, fmt: str, limit: int) -> None:
@@ -177,20 +181,16 @@ def main(argv=None) -> int:
         return 0
 
     from .config import ConfigError
-    if args.command == "sql-server":
-        from .config import load_pipeline
-        from .sqlserver import serve
-        try:
-            config = load_pipeline(Path(args.conf) if args.conf else None)
-        except ConfigError as e:
-            log.error("configuration error: %s", e)
-            return pipeline.EXIT_USAGE
-        return serve(args.warehouse, config, host=args.host, port=args.port, overrides=dict(args.spark_conf))
     try:
-        config, spark, wh = _session(args)
+        config = _config(args)
     except ConfigError as e:
         log.error("configuration error: %s", e)
         return pipeline.EXIT_USAGE
+    if args.command == "sql-server":
+        from .sqlserver import serve
+        # It builds its own session: the Thrift server needs the Delta jars on the driver class path.
+        return serve(args.warehouse, config, host=args.host, port=args.port, overrides=dict(args.spark_conf))
+    spark, wh = _session(args, config)
 
     if args.command == "sql":
         try:

@@ -99,6 +99,19 @@ class Warehouse:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(name))
 
+    def holds_day_after(self, name: str, day: str, column: str = "as_of") -> bool:
+        """True when ``name`` has a row whose ``column`` (a date) is after ``day``. A backfill of
+        ``day`` leaves such latest-day tables (current map, profile, catalog) as they are."""
+        from pyspark.sql import functions as F
+
+        if not self.exists(name):
+            return False
+        df = self.read(name)
+        if column not in df.columns:
+            return False
+        latest = df.agg(F.max(column)).first()[0]
+        return latest is not None and str(latest)[:10] > day
+
     def read_or_empty(self, name: str, schema: str) -> DataFrame:
         return self.read(name) if self.exists(name) else self.spark.createDataFrame([], schema)
 

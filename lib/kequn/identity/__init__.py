@@ -55,14 +55,6 @@ def previous_map(wh, as_of: str) -> tuple[DataFrame, int]:
     return prev, int(top or 0)
 
 
-def _is_latest_day(wh, as_of: str) -> bool:
-    """True unless the history already holds a day after ``as_of``."""
-    if not wh.exists(HISTORY):
-        return True
-    latest = wh.read(HISTORY).agg(F.max("as_of")).first()[0]
-    return latest is None or str(latest) <= as_of
-
-
 def _day(as_of: str) -> str:
     return f"as_of = DATE'{as_of}'"
 
@@ -160,7 +152,7 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
     # after a failure anywhere here converges to the same tables.
     _replace_day(wh, staged_edges, EDGES, as_of)
     _replace_day(wh, staged_history, HISTORY, as_of)
-    if _is_latest_day(wh, as_of):
+    if not wh.holds_day_after(HISTORY, as_of):
         wh.merge(staged_map, MAP, ["source", "source_key"], update_when="t.one_id <> s.one_id")
         wh.overwrite(staged_shared, SHARED)
     else:

@@ -78,7 +78,7 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
         df = wh.read(name)
         if suite.partition_column:
             df = df.where(F.col(suite.partition_column) == F.lit(as_of).cast("date"))
-        elif suite.freshness and _holds_later_day(df, suite.freshness.column, as_of):
+        elif suite.freshness and wh.holds_day_after(name, as_of, suite.freshness.column):
             # A latest-day table (customer_profile, tag_catalog) already holds a later day: re-running
             # an older day (a backfill) kept it as it was, and there is nothing of this day to check.
             log.info("quality: %s holds a day after %s; not re-checked for the older day", name, as_of)
@@ -93,15 +93,6 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- internals
-
-def _holds_later_day(df, column: str, as_of: str) -> bool:
-    from pyspark.sql import functions as F
-
-    if column not in df.columns:
-        return False
-    latest = df.agg(F.max(column)).first()[0]
-    return latest is not None and str(latest)[:10] > as_of
-
 
 def baseline_rows(wh, suite: TableSuite, as_of: str, phase: str) -> Optional[int]:
     """Rows of the previous published version: the previous day's slice for partitioned tables;

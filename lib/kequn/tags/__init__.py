@@ -104,7 +104,7 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
     counts_out: dict[str, int] = {}
     write_day(wh, tag_values, "gold.tag_values", as_of)
     counts_out["gold.tag_values"] = tag_values.count()
-    if is_latest(wh, as_of, "gold.customer_profile"):
+    if not wh.holds_day_after("gold.customer_profile", as_of):
         wh.overwrite(profile, "gold.customer_profile")
         wh.overwrite(tag_catalog, "gold.tag_catalog")
         counts_out["gold.customer_profile"] = profile.count()
@@ -132,11 +132,3 @@ def write_day(wh, df: DataFrame, name: str, as_of: str) -> None:
         wh.overwrite(df, name, partition_by=("as_of",), replace_where=f"as_of = DATE'{as_of}'")
     else:
         wh.append(df, name, partition_by=("as_of",))
-
-
-def is_latest(wh, as_of: str, name: str) -> bool:
-    """True when ``as_of`` is on or after the day the (latest-day) table currently holds."""
-    if not wh.exists(name):
-        return True
-    cur = wh.read(name).agg(F.max("as_of")).first()[0]
-    return cur is None or cur.isoformat() <= as_of
