@@ -74,3 +74,23 @@ def test_row_rules_name_every_broken_rule(spark):
     assert got["T1"] is None
     assert got[""] == "empty_required:txn_id"
     assert got["T3"] == "bad_enum:source; bad_timestamp:txn_time; bad_decimal:amount"
+
+
+def test_line_numbers_count_embedded_line_breaks_per_file(spark, tmp_path):
+    from kequn.ingest.parse import raw_rows, with_line_numbers
+
+    cols = SOURCES["transaction"].column_names
+    row = "T{n},core,C1,2026-11-01 12:00:00,1,debit,app,{cat},"
+    a = tmp_path / "dt=2026-11-01" / "a.csv"
+    b = tmp_path / "dt=2026-11-01" / "b.csv"
+    a.parent.mkdir()
+    # a.csv: T2's category holds two line breaks, so T3 starts on line 6 (header, T1, T2 over 3 lines).
+    a.write_text(",".join(cols) + "\n" + row.format(n=1, cat="x") + "\n" + row.format(n=2, cat='"x\ny\nz"') + "\n"
+                 + row.format(n=3, cat="x") + "\n", encoding="utf-8")
+    b.write_text(",".join(cols) + "\n" + row.format(n=4, cat="x") + "\n" + row.format(n=5, cat="x") + "\n",
+                 encoding="utf-8")
+    raw = raw_rows(spark, SOURCES["transaction"], [str(a), str(b)], cols)
+    got = with_line_numbers(raw).select(F.regexp_extract("_file", r"(\w)\.csv$", 1).alias("file"), "txn_id", "_line")
+    expected = spark.createDataFrame([("a", "T1", 2), ("a", "T2", 3), ("a", "T3", 6), ("b", "T4", 2), ("b", "T5", 3)],
+                                     "file string, txn_id string, _line long")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)

@@ -15,7 +15,6 @@ import logging
 import time
 from functools import reduce
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -23,7 +22,8 @@ from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
 from ..tables import Warehouse
 from .discover import Batch, batches, header
-from .parse import bronze_rows, pseudonymised, quarantine_rows, raw_rows, validated_rows, vault_rows
+from .parse import (bronze_rows, file_line_breaks, pseudonymised, quarantine_rows, raw_rows, validated_rows,
+                    vault_rows, with_line_numbers)
 from .pseudonym import load_key
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,15 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
         return {}
 
     raw = reduce(DataFrame.unionByName, [raw_rows(spark, source, files, list(cols)) for cols, files in groups.items()])
-    # Cached, not staged as a table: these rows still hold clear personal data.
-    checked = pseudonymised(validated_rows(raw, source), source, key).persist(StorageLevel.MEMORY_AND_DISK)
-    out.cached.append(checked)
+    # Held in executor storage, not staged as a table: these rows still hold clear personal data.
+    # A local checkpoint rather than persist(): a persisted frame keeps its plan, and every task
+    # reading it deserialised that plan again (5,000 persons: 173 s deserialising, 124 s working).
+    cached = pseudonymised(validated_rows(raw, source), source, key).localCheckpoint(eager=True)
+    out.cached.append(cached)
+    # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
+    files = file_line_breaks(cached).persist()
+    out.cached.append(files)
+    checked = with_line_numbers(cached, files)
     good = checked.where("_reason IS NULL")
     bad = checked.where("_reason IS NOT NULL")
 
@@ -112,12 +118,12 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     merge_into_bronze(wh, rows, source)
 
     q = quarantine_rows(bad, source, as_of)
-    out.vault += vault_rows(checked, source)
+    out.vault += vault_rows(cached, source)
     out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
                               F.col("_verbatim").alias("value")))
     out.quarantine.append(q.drop("_verbatim"))
 
-    tally = checked.groupBy("_batch_dt", "_reason").count().collect()  # one row per batch and reason
+    tally = cached.groupBy("_batch_dt", "_reason").count().collect()  # one row per batch and reason
     per_batch: dict[str, list[int]] = {}
     reasons: dict[str, int] = {}
     for r in tally:
@@ -136,6 +142,15 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         log.info("ingest %-14s quarantine reason %-40s %d", source.name, reason, n)
     return {f"bronze.{source.name}": read - nbad, QUARANTINE: nbad}
+
+
+def _release(df: DataFrame) -> None:
+    """Free a cached or locally checkpointed frame's blocks now, not when the driver next collects garbage."""
+    plan = df._jdf.queryExecution().logical()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+    else:
+        df.unpersist()
 
 
 class _Pending:
@@ -178,7 +193,7 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
                 .withColumn("loaded_at", F.current_timestamp()))
         wh.merge(rows, LEDGER, ["source", "batch_dt", "fingerprint"])
     for df in out.cached:
-        df.unpersist()
+        _release(df)
     for e in out.errors:
         log.error("ingest rejected: %s", e)
     if out.errors:

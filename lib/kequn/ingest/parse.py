@@ -9,7 +9,9 @@ personal data with tokens and adds identifier validity. All built-in functions.
 """
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from typing import Optional, Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..landing import Source
@@ -21,21 +23,19 @@ DECIMAL = "decimal(18,2)"
 
 
 def raw_rows(spark: SparkSession, source: Source, files: list[str], columns: list[str]) -> DataFrame:
-    """Rows of files sharing one header, all strings, with ``_file``, ``_batch_dt``, ``_line`` and ``_extra``."""
+    """Rows of files sharing one header, all strings, with ``_file``, ``_batch_dt``, ``_extra`` and, for
+    ``with_line_numbers``, ``_rid`` and ``_newlines``."""
     schema = ", ".join(f"`{c}` string" for c in columns) + f", `{CORRUPT}` string"
     df = (spark.read.schema(schema)
           .option("header", True).option("multiLine", True).option("encoding", "UTF-8")
           .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
           .csv(files)
-          # multiLine reads each file whole in one task, so the id orders records within a file.
+          # multiLine reads each file whole in one task, so a file's records get consecutive ids.
           .withColumn("_rid", F.monotonically_increasing_id())
           .withColumn("_file", F.col("_metadata.file_path")))
     known = [c for c in source.column_names if c in columns]
     extra = [c for c in columns if c not in source.column_names]
     newlines = F.size(F.split(F.coalesce(F.col(CORRUPT), F.concat_ws("\u0001", *[F.col(f"`{c}`") for c in columns])), "\n")) - 1
-    # A record starts on line 2 (after the header) plus every record and embedded line break before it.
-    w = Window.partitionBy("_file").orderBy("_rid")
-    line = F.row_number().over(w) + 1 + F.coalesce(F.sum(newlines).over(w.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
     return df.select(
         *[F.col(f"`{c}`").alias(c) for c in known],
         *[F.lit(None).cast("string").alias(c) for c in source.column_names if c not in columns],
@@ -44,9 +44,33 @@ def raw_rows(spark: SparkSession, source: Source, files: list[str], columns: lis
         F.col(CORRUPT),
         F.col("_file"),
         F.to_date(F.regexp_extract("_file", r"/dt=(\d{4}-\d{2}-\d{2})/", 1)).alias("_batch_dt"),
-        line.cast("long").alias("_line"),
+        F.col("_rid"),
+        newlines.cast("int").alias("_newlines"),
         F.to_csv(F.struct(*[F.col(f"`{c}`") for c in columns])).alias("_raw_fields"),
     )
+
+
+def file_line_breaks(df: DataFrame) -> DataFrame:
+    """One row per file of ``raw_rows``' output: its first record id, and the records holding line breaks."""
+    return df.groupBy("_file").agg(
+        F.min("_rid").alias("_first"),
+        F.collect_list(F.when(F.col("_newlines") > 0, F.struct("_rid", "_newlines"))).alias("_breaks"))
+
+
+def with_line_numbers(df: DataFrame, files: Optional[DataFrame] = None) -> DataFrame:
+    """``raw_rows`` with ``_line``, the physical line each record starts on, in place of ``_rid``/``_newlines``.
+
+    A record starts on line 2 (after the header) plus the records and embedded line breaks
+    before it in its file. A window over each file would shuffle and sort every row; instead
+    one small row per file (``file_line_breaks``, given or computed here) is broadcast back,
+    since a file's records carry consecutive ids.
+    """
+    files = files if files is not None else file_line_breaks(df)
+    breaks_before = F.aggregate(F.filter("_breaks", lambda b: b["_rid"] < F.col("_rid")), F.lit(0).cast("long"),
+                                lambda acc, b: acc + b["_newlines"])
+    return (df.join(F.broadcast(files), "_file")
+            .withColumn("_line", (F.col("_rid") - F.col("_first") + 2 + breaks_before).cast("long"))
+            .drop("_rid", "_newlines", "_first", "_breaks"))
 
 
 def _blank(c: Column) -> Column:
@@ -84,9 +108,15 @@ def rule_breaks(source: Source) -> list[Column]:
     return checks
 
 
-def validated_rows(raw: DataFrame, source: Source) -> DataFrame:
-    reasons = F.array_compact(F.array(*rule_breaks(source)))
-    return raw.withColumn("_reason", F.when(F.size(reasons) > 0, F.array_join(reasons, "; ")))
+def validated_rows(raw: DataFrame, source: Source, first_rules: Sequence[Column] = ()) -> DataFrame:
+    """``raw`` with ``_reason``: every rule the row breaks (``first_rules``, then the source's), or null."""
+    reasons = F.array_compact(F.array(*first_rules, *rule_breaks(source)))
+    # The raw text only serves the quarantine: kept for bad rows alone (generated code evaluates
+    # it inside the branch), so good rows carry no copy of themselves through caches and shuffles.
+    out = raw.withColumn("_reason", F.when(F.size(reasons) > 0, F.array_join(reasons, "; ")))
+    if "_raw_fields" in raw.columns:
+        out = out.withColumn("_raw_fields", F.when(F.col("_reason").isNotNull(), F.col("_raw_fields")))
+    return out
 
 
 def _letters(hex_col: Column) -> Column:

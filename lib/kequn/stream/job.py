@@ -33,7 +33,7 @@ from ..ingest import QUARANTINE, VAULT, deduplicated, merge_into_bronze
 from ..ingest.parse import CORRUPT, bronze_rows, typed, pseudonymised, quarantine_rows, validated_rows, vault_rows
 from ..tables import Warehouse
 from . import activity as A
-from .rows import COLUMNS, EVENT, MISSING, csv_rows, json_rows, kafka_rows, with_event_date
+from .rows import COLUMNS, EVENT, MISSING, csv_rows, json_rows, kafka_rows, missing_columns_rule, with_event_date
 from .settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ class MicroBatch:
         now_col = F.timestamp_micros(F.lit(int(now * 1e6)))
         as_of = dt.datetime.fromtimestamp(now, _zone(spark)).date().isoformat()
 
-        checked = pseudonymised(with_event_date(validated_rows(raw, EVENT)), EVENT, self.key)
+        checked = pseudonymised(with_event_date(validated_rows(raw, EVENT, [missing_columns_rule()])), EVENT,
+                                 self.key)
         # Cached, not staged as a table: the rows may hold clear personal data (as in batch ingest).
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         cached = [checked]

@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ..ingest.discover import header
-from ..ingest.parse import CORRUPT, raw_rows, typed
+from ..ingest.parse import CORRUPT, raw_rows, typed, with_line_numbers
 from ..landing import SOURCES
 
 EVENT = SOURCES["event"]
@@ -48,7 +48,7 @@ def csv_rows(spark: SparkSession, files: list[str]) -> DataFrame:
         missing = [c for c in COLUMNS if c not in cols]
         df = raw_rows(spark, EVENT, group, list(cols))
         parts.append(df.withColumn(MISSING, F.lit(",".join(missing) if missing else None).cast("string")))
-    return reduce(DataFrame.unionByName, parts)
+    return with_line_numbers(reduce(DataFrame.unionByName, parts))
 
 
 def json_rows(spark: SparkSession, files: list[str]) -> DataFrame:
@@ -83,12 +83,13 @@ def kafka_rows(df: DataFrame, value_format: str = "json") -> DataFrame:
         F.col("_value").alias("_raw_fields"), F.lit(None).cast("string").alias(MISSING))
 
 
+def missing_columns_rule() -> Column:
+    """A file's missing contract columns as a rule break (``validated_rows``' first rule)."""
+    return F.when(F.col(MISSING).isNotNull(), F.concat(F.lit("missing_required_column:"), F.col(MISSING)))
+
+
 def with_event_date(checked: DataFrame) -> DataFrame:
-    """``_batch_dt`` of a streamed event = its own date (the processing date when unreadable);
-    a file's missing contract columns join the row's reasons."""
-    missing = F.when(F.col(MISSING).isNotNull(), F.concat(F.lit("missing_required_column:"), F.col(MISSING)))
-    reason = F.when(missing.isNull(), F.col("_reason")).otherwise(F.concat_ws("; ", missing, F.col("_reason")))
+    """``_batch_dt`` of a streamed event = its own date (the processing date when unreadable)."""
     return (checked
             .withColumn("_batch_dt", F.coalesce(F.to_date(typed(F.col("event_time"), "timestamp")), F.current_date()))
-            .withColumn("_reason", reason)
             .drop(MISSING))
