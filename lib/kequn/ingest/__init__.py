@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import reduce
+from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -65,12 +66,20 @@ def deduplicated(df: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source) -> None:
+# A day's delivery below this many rows is broadcast into the MERGE: the bronze table is then read
+# once, not shuffled (the 20,000-person daily run shuffled 310 MB of bronze for 44,551 new rows).
+BROADCAST_ROWS = 250_000
+
+
+def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source, n_rows: Optional[int] = None) -> None:
     """MERGE bronze rows (already deduplicated) into ``bronze.<source>``: batch ingest and the stream alike.
 
     A key already present is updated only by an earlier delivery date, so the
     order in which the stream and the daily batch deliver a fact does not matter.
+    ``n_rows`` (an upper bound of ``rows``' count), when small, broadcasts ``rows``.
     """
+    if n_rows is not None and n_rows <= BROADCAST_ROWS:
+        rows = F.broadcast(rows)
     wh.merge(rows, f"bronze.{source.name}", _merge_keys(source), update_when="s._batch_dt < t._batch_dt")
 
 
@@ -114,9 +123,6 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     good = checked.where("_reason IS NULL")
     bad = checked.where("_reason IS NOT NULL")
 
-    rows = deduplicated(bronze_rows(good, source), source)
-    merge_into_bronze(wh, rows, source)
-
     q = quarantine_rows(bad, source, as_of)
     out.vault += vault_rows(cached, source)
     out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
@@ -137,6 +143,9 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
         out.ledger.append((source.name, b.dt, b.fingerprint, len(b.files), n, n - nbad, nbad, "loaded", None))
     read = sum(n for n, _ in per_batch.values())
     nbad = sum(x for _, x in per_batch.values())
+
+    rows = deduplicated(bronze_rows(good, source), source)
+    merge_into_bronze(wh, rows, source, n_rows=read - nbad)
     log.info("ingest %-14s batches=%d rows_read=%d loaded=%d quarantined=%d (%.1fs)", source.name, len(accepted),
              read, read - nbad, nbad, time.time() - started)
     for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):

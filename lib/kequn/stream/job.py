@@ -161,7 +161,7 @@ class MicroBatch:
             if n_in - n_bad:
                 rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
                 cached.append(rows)
-                _retrying("bronze", lambda: merge_into_bronze(wh, rows, EVENT))
+                _retrying("bronze", lambda: merge_into_bronze(wh, rows, EVENT, n_rows=n_in - n_bad))
             if batch_id is not None and "after_bronze" in HOOKS:
                 HOOKS["after_bronze"](batch_id)
 
