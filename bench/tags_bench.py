@@ -277,6 +277,8 @@ def main(argv=None) -> int:
     files["map"] = f"{wh.path('silver.one_id_map_history')}/*.parquet"
     con = duckdb.connect()
     con.execute("SET threads TO 2")
+    # Timestamps are China Standard Time, as in the Spark session; DuckDB's default zone is the machine's.
+    con.execute("SET TimeZone = 'Asia/Shanghai'")
     sql = DUCK_SQL.format(D=D, **files)
 
     def duck():

@@ -78,7 +78,7 @@ def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source, n_rows: Op
     order in which the stream and the daily batch deliver a fact does not matter.
     ``n_rows`` (an upper bound of ``rows``' count), when small, broadcasts ``rows``.
     """
-    if n_rows is not None and n_rows <= BROADCAST_ROWS:
+    if n_rows is not None and n_rows <= BROADCAST_ROWS and wh.exists(f"bronze.{source.name}"):
         rows = F.broadcast(rows)
     wh.merge(rows, f"bronze.{source.name}", _merge_keys(source), update_when="s._batch_dt < t._batch_dt")
 
@@ -123,11 +123,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     good = checked.where("_reason IS NULL")
     bad = checked.where("_reason IS NOT NULL")
 
-    q = quarantine_rows(bad, source, as_of)
     out.vault += vault_rows(cached, source)
-    out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
-                              F.col("_verbatim").alias("value")))
-    out.quarantine.append(q.drop("_verbatim"))
 
     tally = cached.groupBy("_batch_dt", "_reason").count().collect()  # one row per batch and reason
     per_batch: dict[str, list[int]] = {}
@@ -146,6 +142,11 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
 
     rows = deduplicated(bronze_rows(good, source), source)
     merge_into_bronze(wh, rows, source, n_rows=read - nbad)
+    # With no bad row counted, an empty frame (limit 0 reads nothing): looking for none would scan every row.
+    q = quarantine_rows(bad if nbad else bad.limit(0), source, as_of)
+    out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
+                              F.col("_verbatim").alias("value")))
+    out.quarantine.append(q.drop("_verbatim"))
     log.info("ingest %-14s batches=%d rows_read=%d loaded=%d quarantined=%d (%.1fs)", source.name, len(accepted),
              read, read - nbad, nbad, time.time() - started)
     for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
