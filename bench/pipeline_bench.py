@@ -291,6 +291,35 @@ def warehouse_rows(root: Path) -> dict[str, TableRows]:
     return out
 
 
+def rewind_warehouse(root: Path, until_ms: int) -> dict[str, int]:
+    """Put every Delta table under ``root`` back to its last commit made before ``until_ms`` (epoch ms).
+
+    Later commits' log entries (json, crc, checkpoints) are deleted; their data files stay behind,
+    unreferenced, as a VACUUM would find them. A table whose first commit is later is deleted whole.
+    Returns the version each table was rewound to (-1: deleted). For ``--incremental-only``: the
+    daily run is measured again on the warehouse exactly as the full run left it, without the full run.
+    """
+    kept: dict[str, int] = {}
+    for log_dir in sorted(Path(root).glob("**/_delta_log")):
+        versions = {}
+        for f in log_dir.glob("*.json"):
+            for line in f.read_text().splitlines():
+                info = json.loads(line).get("commitInfo")
+                if info is not None:
+                    versions[int(f.name.split(".")[0])] = info["timestamp"]
+        last = max((v for v, ts in versions.items() if ts < until_ms), default=-1)
+        table = log_dir.parent
+        kept[str(table.relative_to(root))] = last
+        if last < 0:
+            shutil.rmtree(table)
+            continue
+        for f in log_dir.iterdir():
+            head = f.name.split(".")[0]
+            if f.name == "_last_checkpoint" or (head.isdigit() and int(head) > last):
+                f.unlink()   # Delta lists the log when _last_checkpoint is missing
+    return kept
+
+
 _EQ_FILTER = re.compile(r"\(?\s*(\w+)#\d+\s*=\s*(\d{4}-\d{2}-\d{2})\s*\)?")
 
 
@@ -547,9 +576,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="/tmp/kequn_bench", help="scratch folder: landing/, wh/, eventlog/")
     ap.add_argument("--reuse", action="store_true", help="keep <out>/landing if it was generated with the same size")
     ap.add_argument("--incremental", action="store_true", help="then run every stage again for the last day")
+    ap.add_argument("--incremental-only", action="store_true",
+                    help="run the incremental day only: rewind <out>/wh to the end of the full run recorded in "
+                         "<out>/pipeline_bench.json by an earlier run of this size, and reuse that run's full figures")
     ap.add_argument("--conf", default=None, help="configuration folder (default: the project's conf/)")
     ap.add_argument("--write", metavar="FILE", help="replace/insert this size's table in FILE (e.g. BENCHMARKS.md)")
     args = ap.parse_args(argv)
+    if args.incremental_only:
+        args.incremental = args.reuse = True
     if args.persons < 1 or args.days < 2:
         ap.error("--persons must be >= 1 and --days >= 2 (the full run stops one day before the last)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
@@ -608,8 +642,25 @@ def main(argv=None) -> int:
     log.info("bench: landing %s rows, %s; %s", f"{landing_rows:,}", human_bytes(landing_bytes), change_note(mc))
 
     # ---------------------------------------------------------------- one session, both runs
-    for d in (wh_root, events):
-        shutil.rmtree(d, ignore_errors=True)
+    earlier_full: list[dict] = []
+    full_ended_ms, earlier_started = None, None
+    if args.incremental_only:
+        prev_path = out / "pipeline_bench.json"
+        prev = json.loads(prev_path.read_text()) if prev_path.exists() else {}
+        earlier_full = [r for r in prev.get("results", []) if r["run"] == "full"]
+        earlier_started = prev.get("started_at")
+        full_ended_ms = prev.get("full_ended_ms")
+        if (prev.get("persons"), prev.get("days"), prev.get("seed")) != (args.persons, args.days, args.seed) \
+                or not full_ended_ms or not earlier_full or any(r["exit_code"] for r in earlier_full):
+            ap.error(f"--incremental-only needs {prev_path} from a successful full run of this size and seed "
+                     "(recorded by this script since it writes full_ended_ms)")
+        rewound = rewind_warehouse(wh_root, full_ended_ms)
+        log.info("bench: warehouse rewound to the full run's end (%d tables, %d deleted)", len(rewound),
+                 sum(v < 0 for v in rewound.values()))
+        shutil.rmtree(events, ignore_errors=True)
+    else:
+        for d in (wh_root, events):
+            shutil.rmtree(d, ignore_errors=True)
     events.mkdir(parents=True)
     from kequn.config import load_pipeline
     from kequn.session import build_session
@@ -629,8 +680,12 @@ def main(argv=None) -> int:
     session_seconds = time.time() - t0
     wh = Warehouse(spark, str(wh_root))
     stages = list(config.stages)
-    results = run_once("full", spark, wh, wh_root, landing, full_day, config, stages)
-    ok = all(r["exit_code"] == 0 for r in results) and len(results) == len(stages)
+    if args.incremental_only:
+        results, ok = [], True
+    else:
+        results = run_once("full", spark, wh, wh_root, landing, full_day, config, stages)
+        ok = all(r["exit_code"] == 0 for r in results) and len(results) == len(stages)
+        full_ended_ms = int(time.time() * 1000)
     if args.incremental and ok:
         results += run_once("incremental", spark, wh, wh_root, landing, last_day, config, stages)
         ok = all(r["exit_code"] == 0 for r in results)
@@ -651,6 +706,7 @@ def main(argv=None) -> int:
                  peak_spark_memory=w.peak_unified, jobs=w.jobs,
                  spark_stages=w.stages, tasks=w.tasks, records_scanned=w.records_read)
         del r["_before"]
+    results = earlier_full + results
     rows = []
     for run in ("full", "incremental"):
         rr = [r for r in results if r["run"] == run]
@@ -686,6 +742,9 @@ def main(argv=None) -> int:
         + (f"incremental as of {last_day} ({ingest_rows['incremental']:,} rows)" if args.incremental
            else "no incremental run"),
         f"- {change_note(mc)}",
+        *([f"- full run: the figures of the run started {earlier_started} (same landing, same code unless "
+           "said); this run rewound the warehouse to that run's end and ran the incremental day only"]
+          if args.incremental_only else []),
         "",
         *table_lines(rows),
         "",
@@ -714,7 +773,8 @@ def main(argv=None) -> int:
         "command": command, "machine": mach, "load_start": load_start, "load_end": load_end,
         "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat(), "persons": args.persons,
         "days": args.days, "seed": args.seed, "landing_rows": landing_rows, "landing_bytes": landing_bytes,
-        "master_change": mc, "results": results, "totals": rows, "ratio_incremental_full": ratio,
+        "master_change": mc, "full_ended_ms": full_ended_ms, "results": results, "totals": rows,
+        "ratio_incremental_full": ratio,
         "outside_stages": other}, indent=1, default=str))
     if args.write:
         if not ok:

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,3 +141,23 @@ def test_section_replaces_its_size_and_leaves_the_rest(tmp_path):
     assert text.startswith("# Benchmarks\n\nintro\n\n## Tags\n\ntext\n\n" + bench.SECTION + "\n")
     assert "old 100" not in text and text.index("small") < text.index("new 100")
     assert text.count(bench.SECTION) == 1
+
+
+def test_rewind_puts_delta_tables_back_to_a_moment(spark, tmp_path):
+    # A real Delta table, with a checkpoint after the moment, and a table created after it.
+    t, late = tmp_path / "bronze" / "t", tmp_path / "gold" / "late"
+    for i in range(3):
+        (spark.range(i * 10, i * 10 + 10).write.format("delta").mode("append")
+         .option("delta.checkpointInterval", "2").save(str(t)))
+        if i == 1:
+            moment = max(json.loads(line)["commitInfo"]["timestamp"]
+                         for line in (t / "_delta_log" / f"{1:020d}.json").read_text().splitlines()
+                         if "commitInfo" in line) + 1
+            while int(time.time() * 1000) <= moment:
+                pass
+    spark.range(5).write.format("delta").save(str(late))
+    assert (t / "_delta_log" / "_last_checkpoint").exists()
+
+    assert bench.rewind_warehouse(tmp_path, moment) == {"bronze/t": 1, "gold/late": -1}
+    assert not late.exists()
+    assert sorted(r.id for r in spark.read.format("delta").load(str(t)).collect()) == list(range(20))
