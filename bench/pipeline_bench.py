@@ -314,8 +314,9 @@ def rewind_warehouse(root: Path, until_ms: int) -> dict[str, int]:
             shutil.rmtree(table)
             continue
         for f in log_dir.iterdir():
-            head = f.name.split(".")[0]
-            if f.name == "_last_checkpoint" or (head.isdigit() and int(head) > last):
+            name = f.name.lstrip(".")   # Hadoop's local file system keeps a hidden .<file>.crc beside each
+            head = name.split(".")[0]
+            if name.startswith("_last_checkpoint") or (head.isdigit() and int(head) > last):
                 f.unlink()   # Delta lists the log when _last_checkpoint is missing
     return kept
 

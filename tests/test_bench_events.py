@@ -160,4 +160,6 @@ def test_rewind_puts_delta_tables_back_to_a_moment(spark, tmp_path):
 
     assert bench.rewind_warehouse(tmp_path, moment) == {"bronze/t": 1, "gold/late": -1}
     assert not late.exists()
-    assert sorted(r.id for r in spark.read.format("delta").load(str(t)).collect()) == list(range(20))
+    assert not [f.name for f in (t / "_delta_log").iterdir() if "00002" in f.name or "_last_checkpoint" in f.name]
+    spark.range(100, 101).write.format("delta").mode("append").save(str(t))   # the log takes new commits
+    assert sorted(r.id for r in spark.read.format("delta").load(str(t)).collect()) == [*range(20), 100]
