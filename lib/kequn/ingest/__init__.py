@@ -70,6 +70,11 @@ def _key_col(name: str) -> str:
     return f"__k_{name}"
 
 
+def _same_key(left: str, right: str, keys: list[str]) -> list:
+    """Join conditions on ``keys`` between two aliased frames; null-safe, as the MERGE condition is."""
+    return [F.col(f"{left}.`{k}`").eqNullSafe(F.col(f"{right}.`{k}`")) for k in keys]
+
+
 def keyed_rows(good: DataFrame, source: Source) -> DataFrame:
     """Good rows with their merge key typed as bronze will hold it (``__k_<key>``), for facts whose
     key is their own columns (not master versions or touches, keyed by the row hash)."""
@@ -86,7 +91,7 @@ def split_by_repeats(keyed: DataFrame, repeated: DataFrame, source: Source) -> t
     """(rows whose key occurs once, rows whose key repeats), without the key columns; ``repeated`` is broadcast."""
     cols = [_key_col(k) for k in source.key]
     d = F.broadcast(repeated.alias("d"))
-    same_key = [F.col(f"r.{c}").eqNullSafe(F.col(f"d.{c}")) for c in cols]
+    same_key = _same_key("r", "d", cols)
     once = keyed.alias("r").join(d, same_key, "left_anti").drop(*cols)
     again = keyed.alias("r").join(d, same_key, "left_semi").drop(*cols)
     return once, again
@@ -107,13 +112,11 @@ def unloaded_rows(rows: DataFrame, bronze: DataFrame, keys: list[str]) -> DataFr
     is broadcast twice and bronze is only scanned (its key columns and ``_batch_dt``).
     """
     src = rows.select(*keys, "_batch_dt").alias("s")
-    same_key = [F.col(f"t.`{k}`").eqNullSafe(F.col(f"s.`{k}`")) for k in keys]
     loaded = (bronze.select(*keys, "_batch_dt").alias("t")
-              .join(F.broadcast(src), [*same_key, F.col("t._batch_dt") <= F.col("s._batch_dt")], "left_semi")
+              .join(F.broadcast(src), [*_same_key("t", "s", keys), F.col("t._batch_dt") <= F.col("s._batch_dt")],
+                    "left_semi")
               .select(*keys).alias("l"))
-    r = rows.alias("r")
-    return r.join(F.broadcast(loaded), [F.col(f"r.`{k}`").eqNullSafe(F.col(f"l.`{k}`")) for k in keys],
-                  "left_anti")
+    return rows.alias("r").join(F.broadcast(loaded), _same_key("r", "l", keys), "left_anti")
 
 
 def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source, n_rows: Optional[int] = None) -> None:
