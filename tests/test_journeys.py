@@ -98,16 +98,10 @@ def _rows(df):
 
 
 def computed(spark, wh, day, cfg):
-    cached = []
-
-    def keep(df, code):
-        cached.append(df.cache())
-        return cached[-1]
-    out = compute(spark, wh, day, cfg, materialise=keep)
-    rows = {t: _rows(out[t]) for t in ("state", "actions", "funnel", "members", "stats")}
-    for df in cached:
-        df.unpersist()
-    return rows
+    # A local checkpoint, not cache(): the derived tables then plan over a short lineage (cache keeps the
+    # whole plan, which Spark re-analyses at every join: 15 s a day on this tiny world).
+    out = compute(spark, wh, day, cfg, materialise=lambda df, code: df.localCheckpoint())
+    return {t: _rows(out[t]) for t in ("state", "actions", "funnel", "members", "stats")}
 
 
 FED = ["churned", "app_habit", "wechat_habit", "sms_habit"]
