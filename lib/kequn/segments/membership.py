@@ -68,7 +68,9 @@ def segment_stats(as_of: str, today: DataFrame, previous: DataFrame, purposes: M
                .groupBy("segment_code").agg(F.count("*").alias("entered")))
     exited = (previous.join(today, ["segment_code", "one_id"], "left_anti")
               .groupBy("segment_code").agg(F.count("*").alias("exited")))
-    out = F.broadcast(codes)
+    # No broadcast hint on ``codes``: Spark cannot build the preserved side of a left join and logs a
+    # warning per query; the parts are one row per code, so the planner broadcasts them unasked.
+    out = codes
     for part in (size, entered, exited):
         out = out.join(part, "segment_code", "left")
     return out.select(F.lit(as_of).cast("date").alias("as_of"), "segment_code", "purpose",
