@@ -6,6 +6,8 @@ in-memory catalog: nothing to install), so SQL works in jobs, in
 ``kequn sql`` and in notebooks alike. Writes go through Delta (overwrite with
 ``replaceWhere`` for a day's partition, MERGE for upserts) so that a failed
 write leaves the previous version in place and re-runs are idempotent.
+A stage's results wait for their checks as plain Parquet under ``<warehouse>/_staging``: scratch, not
+tables (see :meth:`Warehouse.stage`).
 """
 from __future__ import annotations
 
