@@ -100,7 +100,7 @@ def build_session(
                          "spark.default.parallelism": "2", "spark.driver.memory": "2g",
                          "spark.databricks.delta.snapshotPartitions": "1",
                          # Tests run thousands of tiny queries, and every task generated Java source for
-                         # its projections (Delta's log replay above all): half the driver's CPU in a
+                         # its projections (Delta's log replay above all): half the local JVM's CPU in a
                          # profiled run. Interpreted projections cut a 150-person run by 19 %; whole-stage
                          # code generation is unchanged. Not a default: unmeasured at 100k persons.
                          "spark.sql.codegen.factoryMode": "NO_CODEGEN"})
