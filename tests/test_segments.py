@@ -228,6 +228,8 @@ def test_forget_removes_the_person_everywhere(spark, warehouse, tmp_path):
                         "batch": "2026-01-01"}])
     write_tag_values(wh, [(D1, p, "aum", "90000.00") for p in (1, 2)])
     write_members(wh, [(D1, "rich", 1), (D1, "rich", 2)])
+    for scratch in ("_staging/gold/tag_values", f"_models/need_x/k/{D1}"):   # both derived from the person
+        os.makedirs(os.path.join(wh.root, scratch))
 
     deleted = forget(spark, wh, "app_user", "a2", retention_hours=0)
 
@@ -241,6 +243,7 @@ def test_forget_removes_the_person_everywhere(spark, warehouse, tmp_path):
         assert wh.read(t).where("one_id = 1").count() > 0, t
     assert sorted(r.token for r in wh.read("bronze.pii_vault").collect()) == ["nShared", "tok1"]  # shared token kept
     assert not os.path.exists(os.path.join(wh.root, "_staging"))
+    assert not os.path.exists(os.path.join(wh.root, "_models"))
     # VACUUM removed the files of the old versions: the erased rows cannot be time-travelled to.
     with pytest.raises(Exception):
         # collect(), not count(): Delta answers count() from log statistics without opening data files.

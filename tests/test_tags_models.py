@@ -11,36 +11,42 @@ T = day(D, -30)
 N = 40
 
 
-def catalog(spark):
+def catalog(spark, *codes, txn_window=90):
     def model(code, **kw):
         m = {"method": "logistic", "label_source": "transaction", "horizon_days": 30, "min_history_days": 0,
              "min_label_days": 5, "min_train_rows": 10, "features": ["searched_90d", "txn_cnt_90d"], **kw}
         return {"code": code, "name_zh": code, "name_en": code, "category": "need", "kind": "model",
                 "value_type": "string", "description": "x", "definition": {"model": m}}
-    return validate(spark, catalog_from_dicts([
+    tags = [
         {"code": "searched_90d", "name_zh": "s", "name_en": "s", "category": "need", "kind": "statistic",
          "value_type": "boolean", "description": "x",
          "definition": {"source": "event", "window_days": 90, "where": "keyword LIKE '%教育金%'",
                         "agg": "count(1)", "value": "value > 0", "default": "false"}},
         {"code": "txn_cnt_90d", "name_zh": "t", "name_en": "t", "category": "behaviour", "kind": "statistic",
          "value_type": "int", "description": "x",
-         "definition": {"source": "transaction", "window_days": 90, "agg": "count(1)", "default": "0"}},
+         "definition": {"source": "transaction", "window_days": txn_window, "agg": "count(1)", "default": "0"}},
         model("need_edu", label_where="category = 'education'"),
         model("need_none", label_where="category = 'no_such_category'"),
         model("need_early", label_where="category = 'education'", min_history_days=60),
-    ]))
+        model("need_edu_strict", label_where="category = 'education'", feature_cutoff="delivery"),
+    ]
+    return validate(spark, catalog_from_dicts([t for t in tags if t["kind"] != "model" or t["code"] in codes]))
 
 
-def build(wh):
+def build(wh, backfill=False):
+    """backfill: every batch is dated D, as when a warehouse is loaded with its history in one go."""
+    def batch(d):
+        return D if backfill else d
     keys = [f"C{i}" for i in range(1, N + 1)]
-    write_bronze(wh, "core_customer", {day(D, -300): [{"cust_no": k, "updated_at": f"{day(D, -300)} 00:00:00"}
-                                                      for k in keys]})
-    write_bronze(wh, "app_user", {day(D, -300): [{"app_user_id": f"A{i}", "updated_at": f"{day(D, -300)} 00:00:00"}
-                                                 for i in range(1, N + 1)]})
+    write_bronze(wh, "core_customer", {batch(day(D, -300)): [{"cust_no": k, "updated_at": f"{day(D, -300)} 00:00:00"}
+                                                             for k in keys]})
+    write_bronze(wh, "app_user", {batch(day(D, -300)): [{"app_user_id": f"A{i}",
+                                                         "updated_at": f"{day(D, -300)} 00:00:00"}
+                                                        for i in range(1, N + 1)]})
     events = [{"event_id": f"E{i}", "source": "app", "user_key": f"A{i}", "event_time": f"{day(T, -3)} 10:00:00",
                "event_type": "search", "keyword": "教育金 怎么存"} for i in range(1, 21)]
     # Each fact arrives in the batch of its own day: training as of T sees only batches dated <= T.
-    write_bronze(wh, "event", {day(T, -3): events})
+    write_bronze(wh, "event", {batch(day(T, -3)): events})
     base = [{"txn_id": f"B{i}", "source": "core", "source_key": f"C{i}", "txn_time": f"{day(T, -10)} 10:00:00",
              "amount": "10.00", "direction": "debit", "channel": "app", "category": "other"}
             for i in range(1, N + 1)]
@@ -48,14 +54,15 @@ def build(wh):
     buyers = list(range(1, 17)) + [21, 22, 23]
     outcome = [{"txn_id": f"L{i}", "source": "core", "source_key": f"C{i}", "txn_time": f"{day(T, 10)} 10:00:00",
               "amount": "3000.00", "direction": "debit", "channel": "app", "category": "education"} for i in buyers]
-    write_bronze(wh, "transaction", {day(T, -10): base, day(T, 10): outcome})
+    write_bronze(wh, "transaction", {day(T, -10): base, day(T, 10): outcome} if not backfill
+                 else {D: base + outcome})
     write_map(wh, D, [("core_customer", f"C{i}", i) for i in range(1, N + 1)]
               + [("app_user", f"A{i}", i) for i in range(1, N + 1)])
 
 
 def test_models_train_with_metrics_or_skip_gracefully(spark, warehouse):
     build(warehouse)
-    cat = catalog(spark)
+    cat = catalog(spark, "need_edu", "need_none", "need_early")
     from kequn.tags.plan import id_map_as_of
     id_map = id_map_as_of(warehouse, D)
     wide = computed(warehouse, D, cat, id_map=id_map)
@@ -77,3 +84,70 @@ def test_models_train_with_metrics_or_skip_gracefully(spark, warehouse):
     metrics = models.metrics_frame(spark, D, list(out.values()))
     assert metrics.columns == ["as_of", "model", "auc", "train_rows", "test_rows", "status"]
     assert metrics.where("auc IS NOT NULL").count() == 1
+
+    # Published, the fit is reused for retrain_days (7): by a re-run of D and by the days after it.
+    warehouse.overwrite(metrics, "gold.tag_model_metrics")
+    edu_only = catalog(spark, "need_edu")
+
+    def need_edu(as_of, cat=edu_only):
+        o = models.propensity(warehouse, as_of, cat, wide, id_map)[0]
+        return o, {r["one_id"]: r["need_edu"] for r in o.scores.collect()}
+
+    again, again_bands = need_edu(D)
+    assert (again.status, again.auc, again.train_rows, again_bands) == (edu.status, edu.auc, edu.train_rows, bands)
+    later, later_bands = need_edu(day(D, 6))
+    assert later.status == f"reused the fit of {D}: trained as of {T}" and later_bands == bands
+    assert need_edu(day(D, 7))[0].status == f"trained as of {day(T, 7)}"     # the window has passed
+    # A feature's definition changed: the stored fit no longer applies.
+    assert need_edu(day(D, 1), catalog(spark, "need_edu", txn_window=60))[0].status == f"trained as of {day(T, 1)}"
+
+
+def test_backfilled_history_trains_as_known_on_the_run_day(spark, warehouse):
+    # Nothing was delivered by T: read strictly, the training population would be empty.
+    build(warehouse, backfill=True)
+    cat = catalog(spark, "need_edu", "need_edu_strict")
+    from kequn.tags.plan import id_map_as_of
+    id_map = id_map_as_of(warehouse, D)
+    wide = computed(warehouse, D, cat, id_map=id_map)
+    out = {o.code: o for o in models.propensity(warehouse, D, cat, wide, id_map)}
+
+    edu = out["need_edu"]
+    assert edu.status == f"trained as of {T} (as known on {D})"
+    assert edu.train_rows + edu.test_rows == N and edu.auc is not None and edu.auc > 0.5
+    strict = out["need_edu_strict"]
+    assert strict.scores is None and f"nothing was delivered by {T}" in strict.status
+
+
+def test_a_past_day_as_known_later(spark, warehouse):
+    from kequn import bronze
+    from kequn.tags.plan import person_records
+    ts = lambda d: f"{d} 09:00:00"   # noqa: E731
+    write_bronze(warehouse, "core_customer", {D: [
+        # X changed after T: the version in effect at T is the earlier one
+        {"cust_no": "X", "annual_income": "100.00", "open_date": day(T, -50), "updated_at": ts(day(T, -5))},
+        {"cust_no": "X", "annual_income": "900.00", "open_date": day(T, -50), "updated_at": ts(day(T, 5))},
+        # Y's only version is dated after T (the backfill's first): it stands for T too
+        {"cust_no": "Y", "annual_income": "200.00", "open_date": day(T, -50), "updated_at": ts(day(T, 5))},
+        # Z opened after T: not yet a customer at T
+        {"cust_no": "Z", "annual_income": "300.00", "open_date": day(T, 3), "updated_at": ts(day(T, 3))},
+    ]})
+    write_map(warehouse, D, [("core_customer", k, i) for i, k in enumerate("XYZ", 1)])
+    master = {r["cust_no"]: str(r["annual_income"])
+              for r in bronze.master_as_of(warehouse, "core_customer", T, known_by=D).collect()}
+    assert master == {"X": "100.00", "Y": "200.00", "Z": "300.00"}
+    assert not bronze.master_as_of(warehouse, "core_customer", T).count()   # strictly: nothing delivered by T
+    from kequn.tags.plan import id_map_as_of
+    recs = person_records(warehouse, T, id_map_as_of(warehouse, D), known_by=D)
+    assert sorted(r["source_key"] for r in recs.collect()) == ["X", "Y"]
+
+    write_bronze(warehouse, "touch", {D: [
+        {"touch_id": "t1", "campaign_id": "c", "step": 1, "channel": "app", "target_source": "core_customer",
+         "target_key": "X", "sent_time": ts(day(T, -1)), "opened_time": ts(day(T, 2))},
+        {"touch_id": "t2", "campaign_id": "c", "step": 1, "channel": "app", "target_source": "core_customer",
+         "target_key": "Y", "sent_time": ts(day(T, -1)), "opened_time": ts(T)},
+        {"touch_id": "t3", "campaign_id": "c", "step": 1, "channel": "app", "target_source": "core_customer",
+         "target_key": "Y", "sent_time": ts(day(T, 1))},
+    ]})
+    touches = {r["touch_id"]: r["opened_time"] for r in bronze.facts_as_of(warehouse, "touch", T, known_by=D).collect()}
+    assert set(touches) == {"t1", "t2"}            # t3 was sent after T
+    assert touches["t1"] is None and touches["t2"] is not None   # t1's open came after T

@@ -6,6 +6,11 @@ re-derived: master data is the latest ``updated_at`` per key among batches
 dated on or before ``D``; facts count when their batch and their event time are
 both on or before ``D``. Re-running an old day therefore reproduces it.
 
+Model training also reads a past day ``T`` as known by a later day ``K``
+(``known_by``): batches up to ``K``, event times up to ``T``, and per master key
+the version in effect at ``T``. That is what a warehouse whose history came in
+one backfill can say about ``T``; see ``kequn.tags.models``.
+
 Bronze columns are the landing columns with personal data replaced by tokens
 (``name`` -> ``name_token``, ``id_no`` -> ``id_no_token``, ``mobile`` ->
 ``mobile_token``, ``card_no`` -> ``card_no_token``), plus per identifier
@@ -29,12 +34,23 @@ def _up_to(df: DataFrame, as_of: str) -> DataFrame:
     return df.where(F.col("_batch_dt") <= F.lit(as_of).cast("date"))
 
 
-def master_as_of(wh: Warehouse, source: str, as_of: str) -> DataFrame:
-    """One row per key: the version with the latest ``updated_at`` delivered by ``as_of``."""
+def master_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = None) -> DataFrame:
+    """One row per key: the version with the latest ``updated_at`` delivered by ``as_of``.
+
+    With a later ``known_by``: among versions delivered by then, the latest with ``updated_at`` on or
+    before ``as_of``; a key with none has its earliest version (a backfill's first version stands for
+    the time before it, as in a type-2 history whose first row is valid from the beginning).
+    """
     spec = SOURCES[source]
     assert spec.kind == MASTER, source
-    df = _up_to(wh.read(table_name(source)), as_of)
-    return latest_version(df, list(spec.key), spec.version_column)
+    keys = list(spec.key)
+    df = _up_to(wh.read(table_name(source)), known_by or as_of)
+    if known_by and known_by > as_of:
+        version = F.col(spec.version_column)
+        df = (df.withColumn("_first", F.min(version).over(Window.partitionBy(*keys)))
+              .where((version < F.date_add(F.lit(as_of).cast("date"), 1).cast("timestamp"))
+                     | (version == F.col("_first"))).drop("_first"))
+    return latest_version(df, keys, spec.version_column)
 
 
 def latest_version(df: DataFrame, keys: list[str], version_column: str) -> DataFrame:
@@ -43,12 +59,16 @@ def latest_version(df: DataFrame, keys: list[str], version_column: str) -> DataF
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def facts_as_of(wh: Warehouse, source: str, as_of: str) -> DataFrame:
-    """Facts delivered by ``as_of`` whose own time is on or before ``as_of``."""
+def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = None) -> DataFrame:
+    """Facts delivered by ``known_by`` (default ``as_of``) whose own time is on or before ``as_of``."""
     spec = SOURCES[source]
-    df = _up_to(wh.read(table_name(source)), as_of)
+    df = _up_to(wh.read(table_name(source)), known_by or as_of)
     if source == "touch":
         df = touches_resolved(df)
+        if known_by and known_by > as_of:
+            # A later delivery may report an open or a conversion that happened after as_of.
+            end = F.date_add(F.lit(as_of).cast("date"), 1).cast("timestamp")
+            df = df.withColumns({c: F.when(F.col(c) < end, F.col(c)) for c in ("opened_time", "converted_time")})
     return df.where(F.to_date(F.col(spec.time_column)) <= F.lit(as_of).cast("date"))
 
 

@@ -7,12 +7,14 @@ in-memory catalog: nothing to install), so SQL works in jobs, in
 ``replaceWhere`` for a day's partition, MERGE for upserts) so that a failed
 write leaves the previous version in place and re-runs are idempotent.
 A stage's results wait for their checks as plain Parquet under ``<warehouse>/_staging``: scratch, not
-tables (see :meth:`Warehouse.stage`).
+tables (see :meth:`Warehouse.stage`). Fitted need models are kept under ``<warehouse>/_models`` for
+reuse on the following days (see :mod:`kequn.tags.models`).
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from typing import Iterable, Optional, Sequence
 
 from delta.tables import DeltaTable
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 DATABASES = ("bronze", "silver", "gold", "quality")
 STAGING = "_staging"
+MODELS = "_models"
 
 # (session, table name) -> the location this process registered it at.
 _REGISTERED: dict[tuple[int, str], str] = {}
@@ -47,6 +50,30 @@ class Warehouse:
     def staging_path(self, name: str) -> str:
         db, table = name.split(".", 1)
         return f"{self.root}/{STAGING}/{db}/{table}"
+
+    def model_path(self, code: str, definition_key: str, run_day: str) -> str:
+        """Where the model of tag ``code`` fitted on ``run_day`` under one definition is kept."""
+        return f"{self.root}/{MODELS}/{code}/{definition_key}/{run_day}"
+
+    def _hadoop(self, path: str):
+        p = self.spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+        return p.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()), p
+
+    def path_exists(self, path: str) -> bool:
+        """A file or folder under the warehouse, on the local disk or a cluster file system."""
+        if "://" not in path:
+            return os.path.exists(path)
+        fs, p = self._hadoop(path)
+        return fs.exists(p)
+
+    def remove_path(self, path: str) -> None:
+        """Delete a folder (scratch, kept models) if it is there."""
+        if "://" not in path:
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        fs, p = self._hadoop(path)
+        if fs.exists(p):
+            fs.delete(p, True)
 
     def exists(self, name: str) -> bool:
         return DeltaTable.isDeltaTable(self.spark, self.path(name))

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from ..landing import MASTER_SOURCES
-from ..tables import STAGING
+from ..tables import MODELS, STAGING
 from .persons import KEY_COLUMN
 
 log = logging.getLogger(__name__)
@@ -132,25 +131,15 @@ def forget(spark, wh, source: str, key: str, retention_hours: int = 168) -> dict
         if n:
             DeltaTable.forPath(spark, wh.path(VAULT)).delete(cond)
             deleted[VAULT] = n
-    _drop_staging(wh)
+    # Scratch, and the fitted need models: the next run retrains them without the person.
+    for folder in (STAGING, MODELS):
+        wh.remove_path(f"{wh.root}/{folder}")
     _vacuum(spark, wh, list(deleted), retention_hours)
     for t, n in sorted(deleted.items()):
         log.info("forget: %s: %d row(s) deleted", t, n)
     if untouched:
         log.info("forget: tables holding no person keys, left as they are: %s", ", ".join(untouched))
     return deleted
-
-
-def _drop_staging(wh) -> None:
-    root = f"{wh.root}/{STAGING}"
-    if "://" not in root:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    jvm = wh.spark.sparkContext._jvm
-    p = jvm.org.apache.hadoop.fs.Path(root)
-    fs = p.getFileSystem(wh.spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.exists(p):
-        fs.delete(p, True)
 
 
 def _vacuum(spark, wh, tables: list[str], retention_hours: int) -> None:

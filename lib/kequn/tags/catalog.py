@@ -54,6 +54,12 @@ class ModelDef:
     min_history_days: int = 30                    # T is at least this long after the first fact
     min_label_days: int = 14                      # else: too little history, skip
     min_train_rows: int = 20
+    # features as of T read from: delivery = batches dated <= T only; event = every batch up to D, event
+    # times <= T (history that came in a later backfill); auto = delivery when batches reach back to T
+    feature_cutoff: Literal["auto", "delivery", "event"] = "auto"
+    # a model fitted on a run day R with D - retrain_days < R <= D under the same definition (model and
+    # features) is reused, not refitted; 1 = fit every day (a re-run of a day always reuses that day's fit)
+    retrain_days: int = 7
     high: float = 0.5                             # score >= high -> 'high'
     medium: float = 0.2                           # score >= medium -> 'medium', else 'low'
     # k-means
@@ -215,6 +221,8 @@ def check_structure(tags: list[Tag], where: str) -> Catalog:
                     raise ConfigError(f"{w}: a propensity tag holds a band (high/medium/low): value_type string")
                 if not 0 <= m.medium <= m.high <= 1:
                     raise ConfigError(f"{w}: need 0 <= medium <= high <= 1")
+                if m.retrain_days < 1:
+                    raise ConfigError(f"{w}: retrain_days must be >= 1 (1 = fit every day)")
             if not m.features:
                 raise ConfigError(f"{w}: model needs at least one feature tag")
     return Catalog(tuple(tags))

@@ -7,11 +7,24 @@ label is whether the person had a fact matching ``label_where`` in ``(T, D]``, t
 split and its AUC measured on the other 30%, then the person's features as of D are scored
 and the probability put into a band (high / medium / low). Too little history, too few rows
 or a single class skip training with a logged reason: the tag stays null, the stage goes on.
+
+The features as of T are what the warehouse knew at T (batches dated on or before T) when its
+batches reach back that far. A warehouse whose history came in one backfill knew nothing at T;
+there (``feature_cutoff: auto`` or ``event``) T is read as known on D: facts by event time, master
+data in the version in effect at T, records opened after T left out (``kequn.bronze``). A
+correction delivered after T can then leak into the features, which the status names.
+
+Fitting needs the features as of T, a second tag computation, so a fitted model is kept
+(``Warehouse.model_path``) and reused for ``retrain_days``: a run on D looks for a fit published
+in ``gold.tag_model_metrics`` on a day in ``(D - retrain_days, D]`` under the same definition key
+(the model and its features' definitions) and scores with it. A re-run of D finds D's own fit,
+so it reproduces D's scores and metrics row.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import time
 from typing import Optional
@@ -44,25 +57,46 @@ def feature_frame(df: DataFrame, features: list[str]) -> DataFrame:
                                             else F.col(f).cast("double"), F.lit(0.0)).alias(f) for f in features])
 
 
-def first_fact_date(wh, source: str, as_of: str) -> Optional[dt.date]:
+def first_dates(wh, source: str, as_of: str) -> tuple[Optional[dt.date], Optional[dt.date]]:
+    """The source's first fact date and first batch date, as of the day."""
     if not wh.exists(bronze.table_name(source)):
-        return None
+        return None, None
     spec_time = bronze.SOURCES[source].time_column
-    return bronze.facts_as_of(wh, source, as_of).agg(F.min(F.to_date(spec_time))).first()[0]
+    row = bronze.facts_as_of(wh, source, as_of).agg(F.min(F.to_date(spec_time)), F.min("_batch_dt")).first()
+    return row[0], row[1]
 
 
-def training_day(t: Tag, wh, as_of: str) -> tuple[Optional[str], str]:
-    """T, or None with the reason training is not feasible."""
+@dataclasses.dataclass(frozen=True)
+class Training:
+    day: Optional[str]              # T; None when training is not feasible
+    known_by: Optional[str] = None  # read T as known on this later day (backfilled history)
+    why: str = ""                   # why not feasible
+
+    @property
+    def status(self) -> str:
+        return f"trained as of {self.day}" + (f" (as known on {self.known_by})" if self.known_by else "")
+
+
+def training_day(t: Tag, wh, as_of: str) -> Training:
+    """T and how it is read, or the reason training is not feasible."""
     m = t.definition.model
     d = dt.date.fromisoformat(as_of)
-    first = first_fact_date(wh, m.label_source, as_of)
+    first, first_batch = first_dates(wh, m.label_source, as_of)
     if first is None:
-        return None, f"no {m.label_source} facts on or before {as_of}"
+        return Training(None, why=f"no {m.label_source} facts on or before {as_of}")
     day = max(d - dt.timedelta(days=m.horizon_days), first + dt.timedelta(days=m.min_history_days))
     if (d - day).days < m.min_label_days:
-        return None, (f"too little history: first {m.label_source} fact {first}, needs {m.min_history_days} days "
-                      f"of features and {m.min_label_days} days of outcome before {as_of}")
-    return day.isoformat(), ""
+        return Training(None, why=(f"too little history: first {m.label_source} fact {first}, needs "
+                                   f"{m.min_history_days} days of features and {m.min_label_days} days of "
+                                   f"outcome before {as_of}"))
+    delivered = first_batch <= day
+    if m.feature_cutoff == "delivery" and not delivered:
+        return Training(None, why=(f"feature_cutoff delivery: nothing was delivered by {day} (first "
+                                   f"{m.label_source} batch {first_batch}); feature_cutoff auto or event reads "
+                                   f"the backfilled history"))
+    if m.feature_cutoff == "event" or not delivered:
+        return Training(day.isoformat(), known_by=as_of)
+    return Training(day.isoformat())
 
 
 def labels(wh, t: Tag, train_day: str, as_of: str, id_map: DataFrame) -> DataFrame:
@@ -72,6 +106,35 @@ def labels(wh, t: Tag, train_day: str, as_of: str, id_map: DataFrame) -> DataFra
     return (view.where(F.expr(m.label_where) & (F.col("event_date") > F.lit(train_day).cast("date"))
                        & (F.col("event_date") <= F.lit(as_of).cast("date")))
             .select("one_id").distinct().withColumn("label", F.lit(1.0)))
+
+
+def definition_key(t: Tag, catalog: Catalog) -> str:
+    """Changes whenever the model's definition or one of its features' definitions does."""
+    feats = [catalog.get(f) for f in t.definition.model.features]
+    text = repr((t.definition.model, [(f.code, f.value_type, f.definition) for f in feats]))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stored_fit(wh, t: Tag, key: str, as_of: str, published: list) -> Optional[tuple]:
+    """(PipelineModel, its metrics row) of the latest fit kept for reuse on ``as_of``, or None."""
+    from pyspark.ml import PipelineModel
+    d = dt.date.fromisoformat(as_of)
+    lo = d - dt.timedelta(days=t.definition.model.retrain_days)
+    for row in published:   # newest first
+        if row["model"] != t.code or not (lo < row["as_of"] <= d) or not row["status"].startswith("trained"):
+            continue
+        path = wh.model_path(t.code, key, row["as_of"].isoformat())
+        if wh.path_exists(f"{path}/metadata"):   # else fitted under another definition, or erased by forget
+            return PipelineModel.load(path), row
+        log.info("tags: model %s: the fit of %s is not kept under this definition", t.code, row["as_of"])
+    return None
+
+
+def _scores(model, t: Tag, wide: DataFrame) -> DataFrame:
+    from pyspark.ml.functions import vector_to_array
+    m = t.definition.model
+    scored = model.transform(feature_frame(wide, list(m.features)))
+    return scored.select("one_id", band(vector_to_array(F.col("probability"))[1], m).alias(t.code))
 
 
 def _pipeline(t: Tag):
@@ -93,27 +156,44 @@ def band(score, m) -> "F.Column":
 
 def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFrame,
                train_cache: Optional[dict] = None) -> list[ModelOutcome]:
-    """Train and score every logistic/gbt model tag; never raises for data reasons."""
+    """Train (or reuse a recent fit of) and score every logistic/gbt model tag; never raises for data reasons."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
-    from pyspark.ml.functions import vector_to_array
 
     outcomes = []
     train_cache = {} if train_cache is None else train_cache
-    for t in catalog.of_kind("model"):
+    propensity_tags = [t for t in catalog.of_kind("model") if t.definition.model.method != "kmeans"]
+    published = []
+    if propensity_tags:   # one row per model and day of the longest reuse window
+        window = max(t.definition.model.retrain_days for t in propensity_tags)
+        published = (wh.read_or_empty("gold.tag_model_metrics", METRICS_SCHEMA)
+                     .where(F.col("as_of").between(F.date_sub(F.lit(as_of).cast("date"), window - 1),
+                                                   F.lit(as_of).cast("date")))
+                     .orderBy(F.col("as_of").desc()).collect())
+    for t in propensity_tags:
         m = t.definition.model
-        if m.method == "kmeans":
-            continue
         t0 = time.time()
         try:
-            day, why = training_day(t, wh, as_of)
-            if day is None:
-                log.warning("tags: model %s skipped as of %s: %s", t.code, as_of, why)
-                outcomes.append(ModelOutcome(t.code, None, 0, 0, f"skipped: {why}"))
+            key = definition_key(t, catalog)
+            fit = stored_fit(wh, t, key, as_of, published)
+            if fit is not None:
+                model, row = fit
+                day = row["as_of"].isoformat()
+                status = row["status"] if day == as_of else f"reused the fit of {day}: {row['status']}"
+                log.info("tags: model %s %s, %.1f s", t.code, status, time.time() - t0)
+                outcomes.append(ModelOutcome(t.code, row["auc"], row["train_rows"], row["test_rows"], status,
+                                             _scores(model, t, wide)))
                 continue
-            if day not in train_cache:
+            tr = training_day(t, wh, as_of)
+            if tr.day is None:
+                log.warning("tags: model %s skipped as of %s: %s", t.code, as_of, tr.why)
+                outcomes.append(ModelOutcome(t.code, None, 0, 0, f"skipped: {tr.why}"))
+                continue
+            day = tr.day
+            if (day, tr.known_by) not in train_cache:
                 feats = sorted({f for x in catalog.of_kind("model") for f in x.definition.model.features})
-                train_cache[day] = computed(wh, day, catalog.subset(feats), id_map=id_map, label="tags_train")
-            data = (feature_frame(train_cache[day], list(m.features))
+                train_cache[day, tr.known_by] = computed(wh, day, catalog.subset(feats), id_map=id_map,
+                                                         label="tags_train", known_by=tr.known_by)
+            data = (feature_frame(train_cache[day, tr.known_by], list(m.features))
                     .join(labels(wh, t, day, as_of, id_map), "one_id", "left")
                     .withColumn("label", F.coalesce("label", F.lit(0.0))))
             data = wh.stage(data, f"silver.tags_train_{t.code}")
@@ -137,13 +217,16 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
                 auc = float(BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="rawPrediction",
                                                           metricName="areaUnderROC").evaluate(pred))
             train_rows = n - test_rows
-            scored = model.transform(feature_frame(wide, list(m.features)))
-            score = vector_to_array(F.col("probability"))[1]
-            scores = scored.select("one_id", band(score, m).alias(t.code))
-            log.info("tags: model %s trained on features as of %s: %d train / %d test rows, %d positives, "
-                     "AUC %s, %.1f s", t.code, day, train_rows, test_rows, pos,
+            try:
+                model.write().overwrite().save(wh.model_path(t.code, key, as_of))
+            except Exception as e:  # the scores stand; the next run fits again
+                log.warning("tags: model %s: fit not kept for reuse (%s: %s)", t.code, type(e).__name__,
+                            str(e)[:200])
+            scores = _scores(model, t, wide)
+            log.info("tags: model %s %s: %d train / %d test rows, %d positives, "
+                     "AUC %s, %.1f s", t.code, tr.status, train_rows, test_rows, pos,
                      "n/a" if auc is None else f"{auc:.3f}", time.time() - t0)
-            outcomes.append(ModelOutcome(t.code, auc, train_rows, int(test_rows), f"trained as of {day}", scores))
+            outcomes.append(ModelOutcome(t.code, auc, train_rows, int(test_rows), tr.status, scores))
         except Exception as e:  # a model must never crash the stage
             log.exception("tags: model %s failed as of %s; tag left null", t.code, as_of)
             outcomes.append(ModelOutcome(t.code, None, 0, 0, f"skipped: error {type(e).__name__}: {str(e)[:200]}"))

@@ -86,16 +86,19 @@ def _conform(df: DataFrame, source: str, as_of: str) -> DataFrame:
     return df.select(*[(F.col(c) if c in df.columns else F.lit(None)).cast(t).alias(c) for c, t in types.items()])
 
 
-def source_view(wh, source: str, as_of: str, id_map: DataFrame) -> DataFrame:
-    """The source's facts (or master records) as of the day, each with the person's one_id."""
+def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Optional[str] = None) -> DataFrame:
+    """The source's facts (or master records) as of the day, each with the person's one_id.
+
+    ``known_by`` (a later day) reads the day as known then: see :mod:`kequn.bronze`.
+    """
     spark = wh.spark
     d = F.lit(as_of).cast("date")
     if source == "person":
-        return _conform(person_records(wh, as_of, id_map), source, as_of)
+        return _conform(person_records(wh, as_of, id_map, known_by), source, as_of)
     if not wh.exists(bronze.table_name(source)):
         log.warning("tags: %s missing; its tags have no facts", bronze.table_name(source))
         return _empty(spark, source)
-    facts = bronze.facts_as_of(wh, source, as_of)
+    facts = bronze.facts_as_of(wh, source, as_of, known_by)
     if source == "transaction":
         out = _mapped(facts, id_map, F.when(F.col("source") == "core", "core_customer")
                       .when(F.col("source") == "card", "card_account"), F.col("source_key"))
@@ -122,8 +125,12 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame) -> DataFrame:
     return _conform(out, source, as_of)
 
 
-def person_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
-    """Every master record as of the day with its one_id, attributes unioned (null where absent)."""
+def person_records(wh, as_of: str, id_map: DataFrame, known_by: Optional[str] = None) -> DataFrame:
+    """Every master record as of the day with its one_id, attributes unioned (null where absent).
+
+    Read as known by a later day, records opened, registered or subscribed after ``as_of`` are left
+    out: the person was not yet a customer then.
+    """
     parts = []
     spec = {  # key column, then view column <- source column (absent source columns become null)
         "core_customer": ("cust_no", {"event_date": "open_date"}),
@@ -134,12 +141,15 @@ def person_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
     for src, (key, extra) in spec.items():
         if not wh.exists(bronze.table_name(src)):
             continue
-        df = bronze.master_as_of(wh, src, as_of)
+        df = bronze.master_as_of(wh, src, as_of, known_by)
         df = df.withColumn("record_source", F.lit(src)).withColumn("source_key", F.col(key))
         for c, s in extra.items():
             df = df.withColumn(c, F.to_date(F.col(s)) if s in df.columns else F.lit(None).cast("date")) \
                 if c == "event_date" else df.withColumn(c, F.col(s) if s in df.columns else F.lit(None))
-        parts.append(_conform(df, "person", as_of).drop("one_id"))
+        df = _conform(df, "person", as_of).drop("one_id")
+        if known_by and known_by > as_of:
+            df = df.where(F.col("event_date").isNull() | (F.col("event_date") <= F.lit(as_of).cast("date")))
+        parts.append(df)
     if not parts:
         return _empty(wh.spark, "person")
     allrec = parts[0]
@@ -233,13 +243,13 @@ def wide_frame(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = N
 
 
 def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = None,
-             label: str = "tags") -> DataFrame:
+             label: str = "tags", known_by: Optional[str] = None) -> DataFrame:
     """Like :func:`wide_frame`, but each source pass is materialised (staged) and logged."""
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
     passes = {}
     for src, tags in stats_by_source(catalog).items():
         t0 = time.time()
-        staged = wh.stage(source_pass(source_view(wh, src, as_of, id_map), tags, as_of),
+        staged = wh.stage(source_pass(source_view(wh, src, as_of, id_map, known_by), tags, as_of),
                           f"silver.{label}_pass_{src}")
         r = staged.agg(F.coalesce(F.sum("_rows_in"), F.lit(0)).alias("r"), F.count(F.lit(1)).alias("p")).first()
         log.info("tags: %s pass as of %s: %d tags, %d rows in, %d persons, %.1f s",
