@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from kequn.config import IdentityConfig, PipelineConfig
 from kequn.identity import explain, one_id_map_as_of, run
 from kequn.identity.edges import identifiers_of
+from kequn.identity.numbering import numbered
 from kequn.identity.guard import blocklisted, degrees, linking_identifiers, over_limit
 from kequn.identity.stable import assign_one_ids
 
@@ -97,6 +98,16 @@ def test_guard_blocks_identifiers_over_limit_and_blocklisted(spark):
     assert {r.id_token for r in left.collect()} == {"ok-i", "m1"}
     # m1 counts one distinct record.
     assert deg.where("id_token = 'm1'").first().degree == 1
+
+
+def test_numbered_is_row_number_over_the_whole_frame(spark):
+    from pyspark.sql import Window
+    keys = [("record" if i % 3 else "identifier", f"ns{i % 4}", f"k{(i * 7919) % 1000:04d}") for i in range(300)]
+    df = spark.createDataFrame(keys, "kind string, ns string, key string").repartition(3)
+    order = ["kind", "ns", "key"]
+    expected = df.withColumn("_n", F.row_number().over(Window.orderBy(*order)).cast("long"))
+    for partitions in (1, 4, 7):
+        assert_df_equality(numbered(df, order, partitions=partitions), expected, ignore_row_order=True)
 
 
 def test_assign_one_ids_keep_merge_split_new(spark):

@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ..landing import IDENTIFIER_COLUMNS, MASTER_SOURCES, SOURCES
+from .numbering import numbered
 
 RECORD = "record"
 IDENTIFIER = "identifier"
@@ -81,8 +82,7 @@ def new_dictionary_entries(keys: DataFrame, dictionary: DataFrame) -> DataFrame:
     """Keys missing from ``dictionary``, numbered from its maximum + 1 in (kind, ns, key) order."""
     missing = keys.join(dictionary.select("kind", "ns", "key"), ["kind", "ns", "key"], "left_anti")
     top = dictionary.agg(F.coalesce(F.max("vertex"), F.lit(0)).alias("top"))
-    w = Window.orderBy("kind", "ns", "key")
-    return (missing.withColumn("_n", F.row_number().over(w)).crossJoin(F.broadcast(top))
+    return (numbered(missing, ["kind", "ns", "key"]).crossJoin(F.broadcast(top))
             .select("kind", "ns", "key", (F.col("top") + F.col("_n")).cast("bigint").alias("vertex")))
 
 

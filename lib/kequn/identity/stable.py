@@ -16,6 +16,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from .numbering import numbered
+
 MAP_DDL = "source string, source_key string, one_id bigint"
 HISTORY_DDL = "as_of date, source string, source_key string, one_id bigint"
 LINEAGE_DDL = "as_of date, one_id bigint, merged_from bigint, split_from bigint, event string"
@@ -43,7 +45,7 @@ def assign_one_ids(current: DataFrame, previous: DataFrame, max_issued: int) -> 
     main_old = (overlap.withColumn("_rk", F.row_number().over(by_comp)).where("_rk = 1")
                 .select("component", F.col("one_id").alias("main_old")))
     fresh = comps.join(kept, "component", "left_anti").join(main_old, "component", "left")
-    fresh = fresh.withColumn("_n", F.row_number().over(Window.orderBy("component")))
+    fresh = numbered(fresh, ["component"])
     created = fresh.select(
         "component", (F.lit(int(max_issued)) + F.col("_n")).cast("bigint").alias("one_id"),
         F.lit(None).cast("bigint").alias("merged_from"), F.col("main_old").cast("bigint").alias("split_from"),
