@@ -107,6 +107,19 @@ def test_segment_stats_agree_with_members_and_quality_is_recorded(spark, demo):
     assert results.where(f"as_of = DATE'{END}'").count() > 0
 
 
+def test_need_models_train_on_the_generated_history_and_the_next_day_reuses_the_fit(spark, demo):
+    """The generated history arrives in the first batches, after the training day: the models still
+    train (as known on the run day), and the next day scores with the same fit."""
+    _, wh, _ = demo
+    status = {(str(r.as_of), r.model): r.status
+              for r in spark.read.format("delta").load(f"{wh}/gold/tag_model_metrics").collect()}
+    for model in ("need_education", "need_mortgage"):
+        assert status[DAY1, model].startswith("trained as of ") and f"(as known on {DAY1})" in status[DAY1, model]
+        assert status[END, model] == f"reused the fit of {DAY1}: {status[DAY1, model]}"
+    profile = spark.read.format("delta").load(f"{wh}/gold/customer_profile")
+    assert profile.count() > 0 and profile.where("need_education IS NULL OR need_mortgage IS NULL").count() == 0
+
+
 def test_rerunning_an_earlier_day_changes_no_table(spark, demo):
     """A backfill: day 1 again, after day 2 was published. Day partitions are replaced by the same
     rows; the latest-day tables (current map, profile) keep day 2; quality checks pass."""
