@@ -1,4 +1,6 @@
 """Need-tag models on a tiny planted dataset: trained with metrics, or skipped gracefully."""
+import datetime as dt
+
 import pytest
 
 from kequn.tags import models
@@ -151,3 +153,27 @@ def test_a_past_day_as_known_later(spark, warehouse):
     touches = {r["touch_id"]: r["opened_time"] for r in bronze.facts_as_of(warehouse, "touch", T, known_by=D).collect()}
     assert set(touches) == {"t1", "t2"}            # t3 was sent after T
     assert touches["t1"] is None and touches["t2"] is not None   # t1's open came after T
+
+
+@pytest.mark.parametrize("cutoff, first_batch, expected", [
+    ("auto", day(T, -10), models.Training(T)),                        # delivered by T: read strictly
+    ("auto", D, models.Training(T, known_by=D)),                      # backfilled on D: as known on D
+    ("event", day(T, -10), models.Training(T, known_by=D)),
+    ("delivery", D, None),
+])
+def test_training_day_and_how_it_is_read(cutoff, first_batch, expected):
+    t = catalog_from_dicts([
+        {"code": "need_x", "name_zh": "x", "name_en": "x", "category": "need", "kind": "model", "value_type": "string",
+         "description": "x", "definition": {"model": {
+             "method": "logistic", "label_source": "transaction", "label_where": "true", "horizon_days": 30,
+             "min_history_days": 0, "min_label_days": 5, "features": ["f"], "feature_cutoff": cutoff}}},
+    ]).get("need_x")
+    first = dt.date.fromisoformat(day(T, -10))
+    tr = models.training_day(t, D, first, dt.date.fromisoformat(first_batch))
+    if expected is None:
+        assert tr.day is None and f"nothing was delivered by {T}" in tr.why
+    else:
+        assert tr == expected
+    # history too short for min_label_days, whatever the cutoff
+    late = dt.date.fromisoformat(day(D, -3))
+    assert "too little history" in models.training_day(t, D, late, late).why

@@ -77,11 +77,11 @@ class Training:
         return f"trained as of {self.day}" + (f" (as known on {self.known_by})" if self.known_by else "")
 
 
-def training_day(t: Tag, wh, as_of: str) -> Training:
-    """T and how it is read, or the reason training is not feasible."""
+def training_day(t: Tag, as_of: str, first: Optional[dt.date], first_batch: Optional[dt.date]) -> Training:
+    """T and how it is read, or the reason training is not feasible, from the label source's first
+    fact and first batch (:func:`first_dates`)."""
     m = t.definition.model
     d = dt.date.fromisoformat(as_of)
-    first, first_batch = first_dates(wh, m.label_source, as_of)
     if first is None:
         return Training(None, why=f"no {m.label_source} facts on or before {as_of}")
     day = max(d - dt.timedelta(days=m.horizon_days), first + dt.timedelta(days=m.min_history_days))
@@ -161,6 +161,7 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
 
     outcomes = []
     train_cache = {} if train_cache is None else train_cache
+    firsts: dict[str, tuple] = {}   # label source -> first_dates, one query per source
     propensity_tags = [t for t in catalog.of_kind("model") if t.definition.model.method != "kmeans"]
     published = []
     if propensity_tags:   # one row per model and day of the longest reuse window
@@ -183,7 +184,9 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
                 outcomes.append(ModelOutcome(t.code, row["auc"], row["train_rows"], row["test_rows"], status,
                                              _scores(model, t, wide)))
                 continue
-            tr = training_day(t, wh, as_of)
+            if m.label_source not in firsts:
+                firsts[m.label_source] = first_dates(wh, m.label_source, as_of)
+            tr = training_day(t, as_of, *firsts[m.label_source])
             if tr.day is None:
                 log.warning("tags: model %s skipped as of %s: %s", t.code, as_of, tr.why)
                 outcomes.append(ModelOutcome(t.code, None, 0, 0, f"skipped: {tr.why}"))
