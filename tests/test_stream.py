@@ -15,21 +15,45 @@ from kequn.stream import job
 from kequn.stream.settings import load_settings
 
 COLS = ["event_id", "source", "user_key", "device_id", "event_time", "event_type", "page", "keyword"]
-NOW = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, microsecond=0)
+
+
+def midday_zone() -> str:
+    """A fixed-offset zone in which it is now about noon.
+
+    The stream dates events, counts ``events_today`` and names the micro-batch's day in the session's
+    time zone, from the wall clock and from event times up to two hours old. In Asia/Shanghai a run
+    shortly after midnight there (16:00 UTC) put some of a test's events on the day before and broke
+    every date these tests expect; in this zone no test's events straddle midnight.
+    """
+    offset = (12 - dt.datetime.now(dt.timezone.utc).hour + 12) % 24 - 12      # -12 .. 11 hours
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # POSIX sign
+
+
+ZONE = midday_zone()
+NOW = dt.datetime.now(ZoneInfo(ZONE)).replace(tzinfo=None, microsecond=0)
 TODAY = NOW.date().isoformat()
 
 
 def at(minutes_ago: int) -> dt.datetime:
     """The instant ``minutes_ago`` before NOW as Spark returns timestamps to Python (naive, machine time)."""
-    return (NOW.replace(tzinfo=ZoneInfo("Asia/Shanghai")) - dt.timedelta(minutes=minutes_ago)
+    return (NOW.replace(tzinfo=ZoneInfo(ZONE)) - dt.timedelta(minutes=minutes_ago)
             ).astimezone().replace(tzinfo=None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _midday(spark):
+    key = "spark.sql.session.timeZone"
+    before = spark.conf.get(key)
+    spark.conf.set(key, ZONE)
+    yield
+    spark.conf.set(key, before)
 
 
 @pytest.fixture(autouse=True)
 def _clock():
     """Times are relative to each test's start: the suite may reach this file long after collection."""
     global NOW, TODAY
-    NOW = dt.datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, microsecond=0)
+    NOW = dt.datetime.now(ZoneInfo(ZONE)).replace(tzinfo=None, microsecond=0)
     TODAY = NOW.date().isoformat()
 
 
