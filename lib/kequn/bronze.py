@@ -34,6 +34,11 @@ def _up_to(df: DataFrame, as_of: str) -> DataFrame:
     return df.where(F.col("_batch_dt") <= F.lit(as_of).cast("date"))
 
 
+def known_later(as_of: str, known_by: str | None) -> bool:
+    """Whether ``as_of`` is read as known on a later day (the rules of a backfilled past day apply)."""
+    return bool(known_by) and known_by > as_of
+
+
 def master_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = None) -> DataFrame:
     """One row per key: the version with the latest ``updated_at`` delivered by ``as_of``.
 
@@ -45,7 +50,7 @@ def master_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = 
     assert spec.kind == MASTER, source
     keys = list(spec.key)
     df = _up_to(wh.read(table_name(source)), known_by or as_of)
-    if known_by and known_by > as_of:
+    if known_later(as_of, known_by):
         version = F.col(spec.version_column)
         df = (df.withColumn("_first", F.min(version).over(Window.partitionBy(*keys)))
               .where((version < F.date_add(F.lit(as_of).cast("date"), 1).cast("timestamp"))
@@ -65,7 +70,7 @@ def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = N
     df = _up_to(wh.read(table_name(source)), known_by or as_of)
     if source == "touch":
         df = touches_resolved(df)
-        if known_by and known_by > as_of:
+        if known_later(as_of, known_by):
             # A later delivery may report an open or a conversion that happened after as_of.
             end = F.date_add(F.lit(as_of).cast("date"), 1).cast("timestamp")
             df = df.withColumns({c: F.when(F.col(c) < end, F.col(c)) for c in ("opened_time", "converted_time")})

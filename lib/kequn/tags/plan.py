@@ -147,7 +147,7 @@ def person_records(wh, as_of: str, id_map: DataFrame, known_by: Optional[str] = 
             df = df.withColumn(c, F.to_date(F.col(s)) if s in df.columns else F.lit(None).cast("date")) \
                 if c == "event_date" else df.withColumn(c, F.col(s) if s in df.columns else F.lit(None))
         df = _conform(df, "person", as_of).drop("one_id")
-        if known_by and known_by > as_of:
+        if bronze.known_later(as_of, known_by):
             df = df.where(F.col("event_date").isNull() | (F.col("event_date") <= F.lit(as_of).cast("date")))
         parts.append(df)
     if not parts:
