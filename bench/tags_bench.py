@@ -153,11 +153,11 @@ DUCK_SQL = """
 WITH m AS (SELECT source, source_key, one_id FROM read_parquet('{map}')),
 persons AS (SELECT DISTINCT one_id FROM m),
 txn AS (
-  SELECT m.one_id, CAST(t.txn_time AS DATE) AS d, t.amount, t.direction, t.product_code
+  SELECT m.one_id, local_date(t.txn_time) AS d, t.amount, t.direction, t.product_code
   FROM read_parquet('{transaction}') t
   JOIN m ON m.source = CASE t.source WHEN 'core' THEN 'core_customer' WHEN 'card' THEN 'card_account' END
         AND m.source_key = t.source_key
-  WHERE t._batch_dt <= DATE '{D}' AND CAST(t.txn_time AS DATE) <= DATE '{D}'),
+  WHERE t._batch_dt <= DATE '{D}' AND local_date(t.txn_time) <= DATE '{D}'),
 t_agg AS (
   SELECT one_id,
     count(*) FILTER (WHERE direction = 'debit' AND d BETWEEN DATE '{D}' - 89 AND DATE '{D}') AS txn_cnt_90d,
@@ -167,10 +167,10 @@ t_agg AS (
     count(*) FILTER (WHERE product_code IS NOT NULL AND d BETWEEN DATE '{D}' - 89 AND DATE '{D}') AS p_90
   FROM txn GROUP BY one_id),
 ev AS (
-  SELECT m.one_id, CAST(e.event_time AS DATE) AS d, e.source
+  SELECT m.one_id, local_date(e.event_time) AS d, e.source
   FROM read_parquet('{event}') e
   JOIN m ON m.source = CASE WHEN e.source IN ('app', 'web') THEN 'app_user' ELSE 'wechat_user' END AND m.source_key = e.user_key
-  WHERE e._batch_dt <= DATE '{D}' AND CAST(e.event_time AS DATE) <= DATE '{D}'),
+  WHERE e._batch_dt <= DATE '{D}' AND local_date(e.event_time) <= DATE '{D}'),
 e_agg AS (
   SELECT one_id,
     count(DISTINCT d) FILTER (WHERE source = 'app' AND d BETWEEN DATE '{D}' - 29 AND DATE '{D}') AS app_active_days_30d,
@@ -185,7 +185,7 @@ h_agg AS (
   FROM (SELECT *, max(snapshot_date) OVER (PARTITION BY one_id) AS latest FROM hold) WHERE snapshot_date = latest
   GROUP BY one_id),
 tch AS (
-  SELECT * FROM read_parquet('{touch}') WHERE _batch_dt <= DATE '{D}' AND CAST(sent_time AS DATE) <= DATE '{D}'
+  SELECT * FROM read_parquet('{touch}') WHERE _batch_dt <= DATE '{D}' AND local_date(sent_time) <= DATE '{D}'
   QUALIFY row_number() OVER (PARTITION BY touch_id ORDER BY _batch_dt DESC,
           (opened_time IS NOT NULL)::INT + (converted_time IS NOT NULL)::INT DESC, _row_hash DESC) = 1),
 o_agg AS (
@@ -193,7 +193,7 @@ o_agg AS (
     count(*) FILTER (WHERE t.channel = 'app_push') AS a, count(*) FILTER (WHERE t.channel = 'wechat') AS w,
     count(*) FILTER (WHERE t.channel = 'sms') AS s
   FROM tch t JOIN m ON m.source = t.target_source AND m.source_key = t.target_key
-  WHERE t.opened_time IS NOT NULL AND CAST(t.opened_time AS DATE) BETWEEN DATE '{D}' - 179 AND DATE '{D}'
+  WHERE t.opened_time IS NOT NULL AND local_date(t.opened_time) BETWEEN DATE '{D}' - 179 AND DATE '{D}'
   GROUP BY m.one_id),
 wide AS (
   SELECT p.one_id,
@@ -277,8 +277,11 @@ def main(argv=None) -> int:
     files["map"] = f"{wh.path('silver.one_id_map_history')}/*.parquet"
     con = duckdb.connect()
     con.execute("SET threads TO 2")
-    # Timestamps are China Standard Time, as in the Spark session; DuckDB's default zone is the machine's.
+    # Spark writes timestamps as INT96 instants, which DuckDB reads as naive UTC wall clock: a day is
+    # the instant's date in China Standard Time, as in the Spark session (casting the naive value to a
+    # date took the UTC date and moved 0.5 % of the values across a window's edge).
     con.execute("SET TimeZone = 'Asia/Shanghai'")
+    con.execute("CREATE MACRO local_date(ts) AS CAST((ts AT TIME ZONE 'UTC') AS DATE)")
     sql = DUCK_SQL.format(D=D, **files)
 
     def duck():
