@@ -89,7 +89,7 @@ def test_line_numbers_count_embedded_line_breaks_per_file(spark, tmp_path):
                  + row.format(n=3, cat="x") + "\n", encoding="utf-8")
     b.write_text(",".join(cols) + "\n" + row.format(n=4, cat="x") + "\n" + row.format(n=5, cat="x") + "\n",
                  encoding="utf-8")
-    raw = raw_rows(spark, SOURCES["transaction"], [str(a), str(b)], cols)
+    raw = raw_rows(spark, SOURCES["transaction"], {tuple(cols): [str(a), str(b)]})
     got = with_line_numbers(raw).select(F.regexp_extract("_file", r"(\w)\.csv$", 1).alias("file"), "txn_id", "_line")
     expected = spark.createDataFrame([("a", "T1", 2), ("a", "T2", 3), ("a", "T3", 6), ("b", "T4", 2), ("b", "T5", 3)],
                                      "file string, txn_id string, _line long")
@@ -131,7 +131,7 @@ def test_unique_bronze_rows_sorts_only_repeated_keys_and_equals_the_full_sort(sp
         f.write_text(",".join(cols) + "\n" + "".join(row.format(t=t, d=d, amt=a) + "\n" for t, a in txns),
                      encoding="utf-8")
         files.append(str(f))
-    good = with_line_numbers(pseudonymised(validated_rows(raw_rows(spark, source, files, cols), source), source,
+    good = with_line_numbers(pseudonymised(validated_rows(raw_rows(spark, source, {tuple(cols): files}), source), source,
                                            b"k")).where("_reason IS NULL")
     held = []
     got = unique_bronze_rows(good, source, held).drop("_ingested_at", "_extra")  # chispa cannot sort maps

@@ -188,7 +188,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     if not accepted:
         return {}
 
-    raw = reduce(DataFrame.unionByName, [raw_rows(spark, source, files, list(cols)) for cols, files in groups.items()])
+    raw = raw_rows(spark, source, groups)
     # Held in executor storage, not staged as a table: these rows still hold clear personal data.
     # A local checkpoint rather than persist(): a persisted frame keeps its plan, and every task
     # reading it deserialised that plan again (5,000 persons: 173 s deserialising, 124 s working).

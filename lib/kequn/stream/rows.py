@@ -5,7 +5,7 @@ Whatever the source, the result has the ``event`` columns as strings plus ``_ext
 event's date), so ``kequn.ingest.parse.validated_rows``, ``pseudonymised``, ``bronze_rows``
 and ``quarantine_rows`` apply unchanged.
 
-- CSV files are parsed by batch ingest's own ``raw_rows`` (header per file, so column order
+- CSV files are parsed by batch ingest's own ``header_group_rows`` (header per file, so column order
   may differ; UTF-8 BOM; RFC 4180 multi-line quoting; physical line numbers; unknown
   columns into ``_extra``). A file lacking a contract column has every row quarantined with
   ``missing_required_column:<names>``: the stream cannot reject a file and then see it again.
@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ..ingest.discover import header
-from ..ingest.parse import CORRUPT, raw_rows, typed, with_line_numbers
+from ..ingest.parse import CORRUPT, header_group_rows, typed, with_line_numbers, with_record_ids
 from ..landing import SOURCES
 
 EVENT = SOURCES["event"]
@@ -39,16 +39,16 @@ def _empty_extra() -> Column:
 
 
 def csv_rows(spark: SparkSession, files: list[str]) -> DataFrame:
-    """Rows of CSV files, grouped by header and parsed by batch ingest's ``raw_rows``."""
+    """Rows of CSV files, grouped by header and parsed as batch ingest parses them (``header_group_rows``)."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for f in files:
         groups.setdefault(tuple(header(spark, f)), []).append(f)
     parts = []
     for cols, group in groups.items():
         missing = [c for c in COLUMNS if c not in cols]
-        df = raw_rows(spark, EVENT, group, list(cols))
+        df = header_group_rows(spark, EVENT, group, list(cols))
         parts.append(df.withColumn(MISSING, F.lit(",".join(missing) if missing else None).cast("string")))
-    return with_line_numbers(reduce(DataFrame.unionByName, parts))
+    return with_line_numbers(with_record_ids(reduce(DataFrame.unionByName, parts)))
 
 
 def json_rows(spark: SparkSession, files: list[str]) -> DataFrame:
