@@ -9,10 +9,11 @@ Generates synthetic bronze tables (Delta) and a one_id map for N persons, then t
    joined together per person;
 4. DuckDB: equivalent SQL for the reference tags over the same Parquet files (the Delta
    tables' data files, a single version each);
+5. with ``--naive-all``: Spark, naive, the whole catalog of 1 (one query per statistic tag);
 
-and checks that 2, 3 and 4 give identical values. Usage:
+and checks that 2, 3 and 4 (and 1 and 5) give identical values. Usage:
 
-    .venv/bin/python bench/tags_bench.py --persons 100000 --out /tmp/kequn_tags_bench
+    .venv/bin/python bench/tags_bench.py --persons 100000 --out /tmp/kequn_tags_bench [--naive-all]
 """
 from __future__ import annotations
 
@@ -122,12 +123,11 @@ def generate(spark, wh, persons: int, txn_per: int, evt_per: int):
     print(f"generated in {time.time() - t0:.1f} s", flush=True)
 
 
-def naive_reference(wh, catalog):
-    """One aggregation query per statistic tag, joined to the persons, then the rules."""
+def naive(wh, sub):
+    """One aggregation query per statistic tag of the catalog ``sub``, joined to the persons, then the rules."""
     from pyspark.sql import functions as F
 
     from kequn.tags.plan import id_map_as_of, rules_applied, source_view
-    sub = catalog.subset(REF)
     id_map = id_map_as_of(wh, D)
     persons = id_map.select("one_id").distinct()
     wide = persons
@@ -227,6 +227,8 @@ def main(argv=None) -> int:
     ap.add_argument("--events-per-person", type=int, default=10)
     ap.add_argument("--out", default="/tmp/kequn_tags_bench")
     ap.add_argument("--reuse", action="store_true", help="reuse generated data in --out")
+    ap.add_argument("--naive-all", action="store_true",
+                    help="also run the naive plan (one query per tag) for the whole catalog, not only the reference tags")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -271,7 +273,10 @@ def main(argv=None) -> int:
     ref = cat.subset(REF)
     timed("spark planned, 8 reference tags", lambda: write_long(wide_frame(wh, D, ref), ref, REF, f"{args.out}/out_ref"))
     timed(f"spark naive ({len(ref.of_kind('statistic'))} queries), reference",
-          lambda: write_long(naive_reference(wh, cat), ref, REF, f"{args.out}/out_naive"))
+          lambda: write_long(naive(wh, ref), ref, REF, f"{args.out}/out_naive"))
+    if args.naive_all:
+        timed(f"spark naive ({len(full.of_kind('statistic'))} queries), all {len(stat_rule)} tags",
+              lambda: write_long(naive(wh, full), full, stat_rule, f"{args.out}/out_naive_full"))
 
     files = {s: f"{wh.path('bronze.' + s)}/*.parquet" for s in ("transaction", "event", "holding", "touch")}
     files["map"] = f"{wh.path('silver.one_id_map_history')}/*.parquet"
@@ -294,6 +299,9 @@ def main(argv=None) -> int:
             USING (one_id, tag_code) WHERE x.tag_value IS DISTINCT FROM y.tag_value""").fetchone()[0]
     ref_files = f"{args.out}/out_ref/*.parquet"
     print("mismatches planned vs naive:", mismatches(ref_files, f"{args.out}/out_naive/*.parquet"))
+    if args.naive_all:
+        print("mismatches planned vs naive, all tags:",
+              mismatches(f"{args.out}/out_full/*.parquet", f"{args.out}/out_naive_full/*.parquet"))
     print("mismatches planned vs duckdb:", mismatches(ref_files, f"{args.out}/out_duck.parquet"))
     base = res["spark planned, 8 reference tags"][1]
     for k, (n, s) in res.items():

@@ -61,6 +61,8 @@ def test_pipeline_submitted_to_a_standalone_cluster(cluster, spark, tmp_path):
            # Small data: few tasks per job (Delta rebuilds a table's state with 50 tasks by default).
            "--conf", "spark.sql.shuffle.partitions=2", "--conf", "spark.default.parallelism=2",
            "--conf", "spark.databricks.delta.snapshotPartitions=2", "--conf", "spark.ui.enabled=false",
+           # The suite's own setting for thousands of tiny queries (see kequn.session): interpreted projections.
+           "--conf", "spark.sql.codegen.factoryMode=NO_CODEGEN",
            "--executor-memory", "1g", "--py-files", str(ROOT / "dist" / "kequn.zip"),
            str(ROOT / "jobs" / "run.py"), "--landing", str(landing), "--warehouse", str(wh),
            "--as-of", AS_OF, "--conf", str(ROOT / "conf")]
