@@ -97,3 +97,24 @@ def test_bad_sql_distinct_and_type_errors_rejected(spark):
             validate(spark, catalog_from_dicts([stat("cnt", "round(sum(amount), 2)")]))
         with pytest.raises(ConfigError, match="tag 'cnt': does not analyse"):
             validate(spark, catalog_from_dicts([stat("cnt", "sum(amount, channel, 3)")]))
+
+
+def test_value_maps_the_aggregate_and_leaves_a_null_aggregate_null(spark):
+    """A person with rows in the source but none matching a tag's filter has no value (the default applies
+    later), even when ``value`` would turn null into a number: as a query per tag (filter, aggregate) gives."""
+    from chispa import assert_df_equality
+
+    from kequn.tags.plan import SOURCE_SCHEMAS, source_pass
+
+    cat = catalog_from_dicts([
+        stat("days_since_debit", "max(event_date)", where="direction = 'debit'",
+             value="greatest(0, datediff(as_of_date, value))"),
+        stat("debits_doubled", "count(1)", where="direction = 'debit'", value="value * 2"),
+    ])
+    rows = [("T1", "core", "C1", None, None, "debit", None, None, None, "2026-11-20", 1, None),
+            ("T2", "core", "C2", None, None, "credit", None, None, None, "2026-11-21", 2, None)]
+    view = spark.createDataFrame(rows, SOURCE_SCHEMAS["transaction"].replace("event_date date", "event_date string"))
+    view = view.withColumn("event_date", view.event_date.cast("date"))
+    got = source_pass(view, cat.of_kind("statistic"), "2026-11-25").drop("_rows_in")
+    expected = spark.createDataFrame([(1, 5, 2), (2, None, 0)], "one_id bigint, days_since_debit bigint, debits_doubled bigint")
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)

@@ -400,18 +400,11 @@ def _first_line(e: Exception) -> str:
 def _analyse_stats(empty, tags: list[Tag], as_of: str) -> None:
     from pyspark.sql import functions as F
 
-    from .plan import filter_condition
-    cols = [F.expr(f"{t.definition.agg} FILTER (WHERE {filter_condition(t.definition, as_of)})").alias(t.code)
-            for t in tags]
-    out = empty.groupBy("one_id").agg(*cols).withColumn("as_of_date", F.lit(as_of).cast("date"))
-    sel = []
-    for t in tags:
-        d = t.definition
-        c = F.expr(f"transform(array(`{t.code}`), value -> {d.value})[0]") if d.value else F.col(t.code)
-        c = c.cast(t.spark_type)
-        if d.default is not None:
-            c = F.coalesce(c, F.expr(d.default).cast(t.spark_type))
-        sel.append(c.alias(t.code))
+    from .plan import stat_column, value_column
+    out = empty.groupBy("one_id").agg(*[stat_column(t, as_of) for t in tags])
+    out = out.withColumn("as_of_date", F.lit(as_of).cast("date")).select(*[value_column(t) for t in tags])
+    sel = [F.coalesce(F.col(t.code), F.expr(t.definition.default).cast(t.spark_type)) if t.definition.default is not None
+           else F.col(t.code) for t in tags]
     out.select(*sel).schema
 
 

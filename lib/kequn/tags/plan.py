@@ -170,24 +170,31 @@ def filter_condition(d: Definition, as_of: str) -> str:
     return " AND ".join(conds) if conds else "true"
 
 
-def _stat_column(t: Tag, as_of: str):
+def stat_column(t: Tag, as_of: str):
+    """The tag's aggregate over the source, restricted to its window and ``where``."""
     d = t.definition
     return F.expr(f"{d.agg} FILTER (WHERE {filter_condition(d, as_of)})").alias(t.code)
 
 
-def _value_column(t: Tag):
-    """The tag's value from its aggregate: ``value`` bound with a one-element lambda, then typed."""
+def value_column(t: Tag):
+    """The tag's value from its aggregate: ``value`` bound with a one-element lambda, then typed.
+
+    A null aggregate (``max`` over no matching fact) stays null for the default to fill, as for a person
+    with no rows in the source: ``greatest(0, ...)`` of nothing would otherwise read 0 where the
+    definition means "no loan". One query per tag (filter, then aggregate) gives the same.
+    """
     d = t.definition
     if d.value:
-        return F.expr(f"transform(array(`{t.code}`), value -> {d.value})[0]").cast(t.spark_type).alias(t.code)
+        mapped = F.expr(f"transform(array(`{t.code}`), value -> {d.value})[0]")
+        return F.when(F.col(f"`{t.code}`").isNotNull(), mapped).cast(t.spark_type).alias(t.code)
     return F.col(t.code).cast(t.spark_type).alias(t.code)
 
 
 def source_pass(view: DataFrame, tags: list[Tag], as_of: str) -> DataFrame:
     """ONE aggregation over the source: one_id, every tag of the source, and _rows_in."""
-    agg = view.groupBy("one_id").agg(F.count(F.lit(1)).alias("_rows_in"), *[_stat_column(t, as_of) for t in tags])
+    agg = view.groupBy("one_id").agg(F.count(F.lit(1)).alias("_rows_in"), *[stat_column(t, as_of) for t in tags])
     agg = agg.withColumn("as_of_date", F.lit(as_of).cast("date"))
-    return agg.select("one_id", "_rows_in", *[_value_column(t) for t in tags])
+    return agg.select("one_id", "_rows_in", *[value_column(t) for t in tags])
 
 
 def stats_by_source(catalog: Catalog) -> dict[str, list[Tag]]:
