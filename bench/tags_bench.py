@@ -127,7 +127,7 @@ def naive(wh, sub):
     """One aggregation query per statistic tag of the catalog ``sub``, joined to the persons, then the rules."""
     from pyspark.sql import functions as F
 
-    from kequn.tags.plan import id_map_as_of, rules_applied, source_view
+    from kequn.tags.plan import defaulted, id_map_as_of, rules_applied, source_view
     id_map = id_map_as_of(wh, D)
     persons = id_map.select("one_id").distinct()
     wide = persons
@@ -143,9 +143,7 @@ def naive(wh, sub):
             view = view.where(" AND ".join(cond))
         q = view.groupBy("one_id").agg(F.expr(d.agg).alias("value")).withColumn("as_of_date", F.lit(D).cast("date"))
         q = q.select("one_id", (F.expr(d.value) if d.value else F.col("value")).cast(t.spark_type).alias(t.code))
-        wide = wide.join(q, "one_id", "left")
-        if d.default is not None:
-            wide = wide.withColumn(t.code, F.coalesce(F.col(t.code), F.expr(d.default).cast(t.spark_type)))
+        wide = wide.join(q, "one_id", "left").withColumn(t.code, defaulted(t, F.col(t.code)))
     return rules_applied(wide, sub)
 
 

@@ -400,12 +400,10 @@ def _first_line(e: Exception) -> str:
 def _analyse_stats(empty, tags: list[Tag], as_of: str) -> None:
     from pyspark.sql import functions as F
 
-    from .plan import stat_column, value_column
+    from .plan import defaulted, stat_column, value_column
     out = empty.groupBy("one_id").agg(*[stat_column(t, as_of) for t in tags])
     out = out.withColumn("as_of_date", F.lit(as_of).cast("date")).select(*[value_column(t) for t in tags])
-    sel = [F.coalesce(F.col(t.code), F.expr(t.definition.default).cast(t.spark_type)) if t.definition.default is not None
-           else F.col(t.code) for t in tags]
-    out.select(*sel).schema
+    out.select(*[defaulted(t, F.col(t.code)) for t in tags]).schema
 
 
 def _schema_columns(ddl: str) -> list[str]:

@@ -210,13 +210,15 @@ def joined(passes: dict[str, DataFrame], catalog: Catalog) -> DataFrame:
     for src, df in passes.items():
         if src != "person":
             wide = wide.join(df.drop("_rows_in"), "one_id", "left")
-    cols = [F.col("one_id")]
-    for t in catalog.of_kind("statistic"):
-        c = F.col(t.code)
-        if t.definition.default is not None:
-            c = F.coalesce(c, F.expr(t.definition.default).cast(t.spark_type))
-        cols.append(c.alias(t.code))
+    cols = [F.col("one_id")] + [defaulted(t, F.col(t.code)).alias(t.code) for t in catalog.of_kind("statistic")]
     return rules_applied(wide.select(*cols), catalog)
+
+
+def defaulted(t: Tag, value):
+    """``value``, or the tag's ``default`` where it is null (a person without a value)."""
+    if t.definition.default is None:
+        return value
+    return F.coalesce(value, F.expr(t.definition.default).cast(t.spark_type))
 
 
 def rules_applied(wide: DataFrame, catalog: Catalog) -> DataFrame:
@@ -233,10 +235,7 @@ def rules_applied(wide: DataFrame, catalog: Catalog) -> DataFrame:
         new = {}
         for t in rules:
             if level[t.code] == lv:
-                c = F.expr(t.definition.expr).cast(t.spark_type)
-                if t.definition.default is not None:
-                    c = F.coalesce(c, F.expr(t.definition.default).cast(t.spark_type))
-                new[t.code] = c
+                new[t.code] = defaulted(t, F.expr(t.definition.expr).cast(t.spark_type))
         wide = wide.withColumns(new)
     return wide
 
