@@ -9,7 +9,7 @@ Generates synthetic bronze tables (Delta) and a one_id map for N persons, then t
    joined together per person;
 4. DuckDB: equivalent SQL for the reference tags over the same Parquet files (the Delta
    tables' data files, a single version each);
-5. with ``--naive-all``: Spark, naive, the whole catalog of 1 (one query per statistic tag);
+5. with ``--naive-all``: Spark, naive, the whole catalog of run 1 (one query per statistic tag);
 
 and checks that 2, 3 and 4 (and 1 and 5) give identical values. Usage:
 
@@ -127,20 +127,14 @@ def naive(wh, sub):
     """One aggregation query per statistic tag of the catalog ``sub``, joined to the persons, then the rules."""
     from pyspark.sql import functions as F
 
-    from kequn.tags.plan import defaulted, id_map_as_of, rules_applied, source_view
+    from kequn.tags.plan import defaulted, filter_condition, id_map_as_of, rules_applied, source_view
     id_map = id_map_as_of(wh, D)
     persons = id_map.select("one_id").distinct()
     wide = persons
     for t in sub.of_kind("statistic"):
         d = t.definition
-        view = source_view(wh, d.source, D, id_map)
-        cond = []
-        if d.window_days:
-            cond.append(f"({d.time_column}) BETWEEN date_sub(DATE'{D}', {d.window_days - 1}) AND DATE'{D}'")
-        if d.where:
-            cond.append(f"({d.where})")
-        if cond:
-            view = view.where(" AND ".join(cond))
+        # The same window and filter as the plan, applied before the aggregate instead of inside it.
+        view = source_view(wh, d.source, D, id_map).where(filter_condition(d, D))
         q = view.groupBy("one_id").agg(F.expr(d.agg).alias("value")).withColumn("as_of_date", F.lit(D).cast("date"))
         q = q.select("one_id", (F.expr(d.value) if d.value else F.col("value")).cast(t.spark_type).alias(t.code))
         wide = wide.join(q, "one_id", "left").withColumn(t.code, defaulted(t, F.col(t.code)))
