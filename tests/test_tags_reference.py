@@ -164,3 +164,43 @@ def test_one_aggregation_per_source(spark, wh, catalog):
     row = wide.where("one_id = 1").first()
     assert row["gender"] == "M" and row["has_credit_card"] is True and row["credit_card_level"] == "gold"
     assert row["marketing_consent"] is True and row["product_count"] == 3 and str(row["loan_balance"]) == "299000.00"
+
+
+def test_holding_view_keeps_only_the_snapshots_its_tags_read(spark, wh, catalog):
+    """The holding tags read a person's latest and 30-days-ago snapshots only; the view drops the other
+    days' rows (C1's D-1, C2b's D-5 here) and every tag keeps its value."""
+    from kequn.tags.plan import id_map_as_of, snapshot_bound, source_pass, source_view
+
+    tags = [t for t in catalog.of_kind("statistic") if t.definition.source == "holding"]
+    assert len(tags) == 10 and snapshot_bound(spark, tags)
+    for as_of in (D, LATER):
+        id_map = id_map_as_of(wh, as_of)
+        every = source_view(wh, "holding", as_of, id_map)
+        kept = source_view(wh, "holding", as_of, id_map, tags=tags)
+        assert kept.count() < every.count()
+        assert_df_equality(source_pass(kept, tags, as_of).drop("_rows_in"),
+                           source_pass(every, tags, as_of).drop("_rows_in"), ignore_row_order=True)
+
+
+def test_snapshot_dates_per_customer_and_when_tags_allow_them(spark):
+    import datetime as dt
+
+    from kequn.tags.catalog import catalog_from_dicts
+    from kequn.tags.plan import snapshot_bound, snapshot_dates
+
+    rows = [("H1", -40), ("H1", -31), ("H1", -29), ("H1", 0), ("H2", -35), ("H2", -10), ("H3", -60), ("H3", 2)]
+    holdings = spark.createDataFrame([(k, dt.date.fromisoformat(day(D, d))) for k, d in rows],
+                                     "source_key string, snapshot_date date").where(f"snapshot_date <= DATE'{D}'")
+    # H1: latest D, latest by D-30 is D-31; H2: D-10 and D-35; H3: D-60 for both (its D+2 is after D)
+    assert sorted(snapshot_dates(holdings, D)) == sorted(dt.date.fromisoformat(day(D, d))
+                                                          for d in (0, -31, -10, -35, -60))
+
+    def hold(where, **kw):
+        return {"code": "held", "name_zh": "h", "name_en": "h", "category": "value", "kind": "statistic",
+                "value_type": "int", "description": "h",
+                "definition": {"source": "holding", "where": where, "agg": "count(1)", **kw}}
+    bound = catalog_from_dicts([hold("snapshot_date = latest_snapshot_date AND balance > 0")])
+    assert snapshot_bound(spark, bound.tags)
+    for where in ("snapshot_date = latest_snapshot_date OR balance > 0", "balance > 0",
+                  "snapshot_date >= snapshot_date_30d_ago"):
+        assert not snapshot_bound(spark, catalog_from_dicts([hold(where)]).tags), where

@@ -255,6 +255,22 @@ def references(spark, sql: str, where: str) -> set[str]:
     return out
 
 
+def equated_columns(spark, sql: str, where: str, column: str) -> set[str]:
+    """Columns that ``column`` must equal for ``sql`` to hold: its top-level ``column = other`` conjuncts."""
+    out, stack = set(), [parse_expression(spark, sql, where)]
+    while stack:
+        e = stack.pop()
+        kind = e.getClass().getSimpleName()
+        if kind == "And":
+            stack += [e.left(), e.right()]
+        elif kind == "EqualTo" and all(c.getClass().getSimpleName() == "UnresolvedAttribute"
+                                       for c in (e.left(), e.right())):
+            names = {e.left().name().lower(), e.right().name().lower()}
+            if column in names and len(names) == 2:
+                out |= names - {column}
+    return out
+
+
 def _top_function(spark, sql: str, where: str):
     expr = parse_expression(spark, sql, where)
     name = expr.getClass().getSimpleName()

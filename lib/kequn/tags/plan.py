@@ -15,7 +15,9 @@ Source views (columns a tag may reference; ``event_date`` is the default window 
 - event: the bronze columns, ``event_date = to_date(event_time)``
 - holding: the bronze columns, ``event_date = snapshot_date``, ``latest_snapshot_date`` (the
   person's latest snapshot on or before D), ``snapshot_date_30d_ago`` (the person's latest on
-  or before D-30)
+  or before D-30). When every holding tag reads only those two snapshots (a ``where`` conjunct
+  ``snapshot_date = latest_snapshot_date`` or ``= snapshot_date_30d_ago``), the view holds only the
+  rows of those dates: :func:`snapshot_dates`
 - touch: the bronze columns (re-deliveries resolved), ``event_date = to_date(sent_time)``
 - consent: the bronze columns, ``event_date = to_date(event_time)``
 - person: every master record of the person (core_customer, card_account, app_user,
@@ -86,10 +88,12 @@ def _conform(df: DataFrame, source: str, as_of: str) -> DataFrame:
     return df.select(*[(F.col(c) if c in df.columns else F.lit(None)).cast(t).alias(c) for c, t in types.items()])
 
 
-def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Optional[str] = None) -> DataFrame:
+def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Optional[str] = None,
+                tags: Optional[list[Tag]] = None) -> DataFrame:
     """The source's facts (or master records) as of the day, each with the person's one_id.
 
-    ``known_by`` (a later day) reads the day as known then: see :mod:`kequn.bronze`.
+    ``known_by`` (a later day) reads the day as known then: see :mod:`kequn.bronze`. ``tags``, the
+    tags the view is read for, lets the holding view keep only the snapshots they can read.
     """
     spark = wh.spark
     d = F.lit(as_of).cast("date")
@@ -108,6 +112,8 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Option
                       .when(F.col("source").isin("official_account", "mini_program"), "wechat_user"), F.col("user_key"))
         out = out.withColumn("event_date", F.to_date("event_time"))
     elif source == "holding":
+        if tags and snapshot_bound(spark, tags):
+            facts = facts.where(F.col("snapshot_date").isin(snapshot_dates(facts, as_of)))
         out = _mapped(facts, id_map, F.lit("core_customer"), F.col("source_key"))
         w = Window.partitionBy("one_id")
         out = (out.withColumn("event_date", F.col("snapshot_date"))
@@ -123,6 +129,35 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Option
     else:
         raise ValueError(f"unknown tag source {source!r}")
     return _conform(out, source, as_of)
+
+
+SNAPSHOT_MARKS = {"latest_snapshot_date", "snapshot_date_30d_ago"}
+
+
+def snapshot_bound(spark, tags: list[Tag]) -> bool:
+    """Whether every tag reads only a person's latest or 30-days-ago snapshot (a ``where`` conjunct
+    ``snapshot_date = latest_snapshot_date`` or ``= snapshot_date_30d_ago``)."""
+    from .catalog import equated_columns
+    return all(t.definition.where and
+               equated_columns(spark, t.definition.where, f"tag '{t.code}'.where", "snapshot_date") & SNAPSHOT_MARKS
+               for t in tags)
+
+
+def snapshot_dates(holdings: DataFrame, as_of: str) -> list:
+    """Every date that is some customer's latest snapshot, or latest on or before D-30.
+
+    Holdings are a full daily snapshot, most of a bank's rows, and the holding tags read two days of
+    them. A person's latest (or 30-days-ago) date is the latest of their cust_nos', so it is one of
+    these dates, and keeping every row of these dates keeps every row the tags read; the per-person
+    window then gives the same dates. Filtering by date lets Delta skip the other days' files. The
+    list is one date per day of history at most, never per row.
+    """
+    ago = F.date_sub(F.lit(as_of).cast("date"), 30)
+    per_key = holdings.groupBy("source_key").agg(
+        F.max("snapshot_date").alias("latest"),
+        F.max(F.when(F.col("snapshot_date") <= ago, F.col("snapshot_date"))).alias("ago"))
+    dates = per_key.select(F.explode(F.array("latest", "ago")).alias("d")).where("d IS NOT NULL").distinct()
+    return [r["d"] for r in dates.collect()]
 
 
 def person_records(wh, as_of: str, id_map: DataFrame, known_by: Optional[str] = None) -> DataFrame:
@@ -243,7 +278,7 @@ def rules_applied(wide: DataFrame, catalog: Catalog) -> DataFrame:
 def wide_frame(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = None) -> DataFrame:
     """Pure plan: one_id + every statistic and rule tag as of the day (nothing materialised)."""
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
-    passes = {src: source_pass(source_view(wh, src, as_of, id_map), tags, as_of)
+    passes = {src: source_pass(source_view(wh, src, as_of, id_map, tags=tags), tags, as_of)
               for src, tags in stats_by_source(catalog).items()}
     return joined(passes, catalog)
 
@@ -255,7 +290,7 @@ def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = Non
     passes = {}
     for src, tags in stats_by_source(catalog).items():
         t0 = time.time()
-        staged = wh.stage(source_pass(source_view(wh, src, as_of, id_map, known_by), tags, as_of),
+        staged = wh.stage(source_pass(source_view(wh, src, as_of, id_map, known_by, tags), tags, as_of),
                           f"silver.{label}_pass_{src}")
         r = staged.agg(F.coalesce(F.sum("_rows_in"), F.lit(0)).alias("r"), F.count(F.lit(1)).alias("p")).first()
         log.info("tags: %s pass as of %s: %d tags, %d rows in, %d persons, %.1f s",
