@@ -204,3 +204,44 @@ def test_project_suites_load():
             "gold.journey_actions", "bronze.core_customer"} <= set(suites)
     assert "bronze.pii_vault" not in suites
     assert suites["gold.tag_values"].foreign_keys[0].references == "silver.one_id_map_history"
+
+
+def test_stage_does_not_read_again_what_this_runs_gate_validated_as_published(spark, warehouse, conf):
+    conf("""
+    suites:
+      - table: gold.one_id_map
+        keys: {columns: [source, source_key]}
+      - table: gold.tag_values
+        partition_column: as_of
+        keys: {columns: [as_of, one_id, tag_code]}
+    """)
+    day_before = "2026-11-02"
+    staged_map = one_id_map(spark, [("app_user", "A1", 1), ("app_user", "A2", 2)])
+    warehouse.replace_day(tag_values(spark, [(day_before, 1, "aum", "1")]), "gold.tag_values", day_before)
+    staged_tags = tag_values(spark, [(AS_OF, 1, "aum", "2"), (AS_OF, 2, "aum", "3")])
+    gate(warehouse, AS_OF, {"gold.one_id_map": staged_map, "gold.tag_values": staged_tags})
+    warehouse.overwrite(staged_map, "gold.one_id_map")
+    warehouse.replace_day(staged_tags, "gold.tag_values", AS_OF)
+    stage_rows = lambda: results(warehouse).where("phase = 'stage'")  # noqa: E731
+    assert warehouse.gate_checked("gold.one_id_map") is not None
+    assert run(spark, warehouse, AS_OF, None) == {RESULTS_TABLE: 0}
+    assert stage_rows().count() == 0 and results(warehouse).where("phase = 'gate'").count() > 0
+
+    # Written again after the gate (here with a duplicated key): the stage reads it and stops.
+    dup = one_id_map(spark, [("app_user", "A1", 1), ("app_user", "A1", 2)])
+    warehouse.overwrite(dup, "gold.one_id_map")
+    assert warehouse.gate_checked("gold.one_id_map") is None
+    with pytest.raises(QualityGateError, match="gold.one_id_map: expect_compound_columns_to_be_unique"):
+        run(spark, warehouse, AS_OF, None)
+    assert {r.table_name for r in stage_rows().collect()} == {"gold.one_id_map"}
+
+    # A gated frame merged into existing rows is not the table: checked again. And a stage call that
+    # finds a table gated removes the rows an earlier stage call of the day left for it.
+    warehouse.overwrite(staged_map.limit(1), "gold.one_id_map")
+    gate(warehouse, AS_OF, {"gold.one_id_map": staged_map, "gold.tag_values": staged_tags})
+    warehouse.merge(staged_map, "gold.one_id_map", ["source", "source_key"])
+    warehouse.replace_day(staged_tags, "gold.tag_values", AS_OF)
+    assert warehouse.gate_checked("gold.one_id_map") is None
+    assert warehouse.gate_checked("gold.tag_values") is not None
+    run(spark, warehouse, AS_OF, None)
+    assert {r.table_name for r in stage_rows().collect()} == {"gold.one_id_map"}

@@ -35,10 +35,18 @@ def absolute(root: str) -> str:
     return root if "://" in root else os.path.abspath(root)
 
 
+def day_predicate(as_of: str, column: str = "as_of") -> str:
+    """The rows of one day, as a replaceWhere."""
+    return f"{column} = DATE'{as_of}'"
+
+
 class Warehouse:
     def __init__(self, spark: SparkSession, root: str):
         self.spark = spark
         self.root = absolute(str(root))
+        # Frames a quality gate of this run passed, and the table versions that publish exactly them.
+        self._passed: dict[str, tuple[DataFrame, str]] = {}
+        self._gated_versions: dict[str, tuple[int, str, Optional[str]]] = {}
 
     # ------------------------------------------------------------------ names and paths
     def path(self, name: str) -> str:
@@ -82,6 +90,32 @@ class Warehouse:
         if not self.exists(name):
             return None
         return DeltaTable.forPath(self.spark, self.path(name)).history(1).collect()[0]["version"]
+
+    # ------------------------------------------------------------------ gated publication
+    def passed_gate(self, frames: dict[str, DataFrame], run_id: str) -> None:
+        """Record frames a quality gate passed (``run_id``), for :meth:`gate_checked`."""
+        for name, df in frames.items():
+            self._passed[name] = (df, run_id)
+
+    def _published(self, name: str, df: DataFrame, exact: bool, replaced: Optional[str] = None) -> None:
+        """After a write: whether the table (or the rows ``replaced`` names) is now ``df`` and nothing else."""
+        passed = self._passed.pop(name, None)
+        if passed is not None and exact and passed[0] is df:
+            self._gated_versions[name] = (self.version(name), passed[1], replaced)
+        else:
+            self._gated_versions.pop(name, None)
+
+    def gate_checked(self, name: str) -> Optional[tuple[str, Optional[str]]]:
+        """(run id, replaceWhere or None for the whole table) of this run's gate that validated what the
+        table now holds, if one did.
+
+        Only a gated frame written as it is counts: by overwrite (the whole table, or the rows its
+        replaceWhere names) or by the append that creates the table. A merge into existing rows, any
+        later write, or another process's write changes the version, and the table is no longer taken
+        as checked.
+        """
+        seen = self._gated_versions.get(name)
+        return (seen[1], seen[2]) if seen is not None and seen[0] == self.version(name) else None
 
     # ------------------------------------------------------------------ catalog
     def register(self, name: str) -> None:
@@ -149,7 +183,8 @@ class Warehouse:
                   replace_where: Optional[str] = None) -> None:
         """Replace the table (or, with ``replace_where``, just the matching partition) atomically."""
         writer = df.write.format("delta").mode("overwrite")
-        if replace_where and self.exists(name):
+        partial = bool(replace_where) and self.exists(name)
+        if partial:
             writer = writer.option("replaceWhere", replace_where)
         else:
             writer = writer.option("overwriteSchema", "true")
@@ -157,15 +192,29 @@ class Warehouse:
             writer = writer.partitionBy(*partition_by)
         writer.save(self.path(name))
         self.register(name)
+        self._published(name, df, True, replace_where if partial else None)
+
+    def replace_day(self, df: DataFrame, name: str, as_of: str, column: str = "as_of") -> None:
+        """Replace one day of a table partitioned by ``column`` (the other days kept).
+
+        The first write appends: overwrite would combine overwriteSchema with partitionBy, which Delta
+        refuses under the session's dynamic partitionOverwriteMode.
+        """
+        if self.exists(name):
+            self.overwrite(df, name, partition_by=(column,), replace_where=day_predicate(as_of, column))
+        else:
+            self.append(df, name, partition_by=(column,))
 
     def append(self, df: DataFrame, name: str, partition_by: Sequence[str] = (),
                options: Optional[dict[str, str]] = None) -> None:
         """Append; ``options`` such as Delta's txnAppId/txnVersion make a replayed append a no-op."""
+        first = name in self._passed and not self.exists(name)
         writer = df.write.format("delta").mode("append").options(**(options or {}))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.save(self.path(name))
         self.register(name)
+        self._published(name, df, first)
 
     def merge(self, df: DataFrame, name: str, keys: Iterable[str], update_when: Optional[str] = None,
               partition_by: Sequence[str] = ()) -> None:
@@ -181,6 +230,7 @@ class Warehouse:
          .whenNotMatchedInsertAll()
          .execute())
         self.register(name)
+        self._published(name, df, False)
 
     def stage(self, df: DataFrame, name: str) -> DataFrame:
         """Materialise ``df`` beside the warehouse so that checks and publication read one result.

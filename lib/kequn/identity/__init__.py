@@ -55,20 +55,6 @@ def previous_map(wh, as_of: str) -> tuple[DataFrame, int]:
     return prev, int(top or 0)
 
 
-def _day(as_of: str) -> str:
-    return f"as_of = DATE'{as_of}'"
-
-
-def _replace_day(wh, df: DataFrame, name: str, as_of: str) -> None:
-    """Replace the ``as_of`` partition of ``name`` (create the table partitioned by as_of if new)."""
-    if wh.exists(name):
-        wh.overwrite(df, name, partition_by=("as_of",), replace_where=_day(as_of))
-    else:
-        # Warehouse.overwrite on a new table sets overwriteSchema, which Delta refuses under the
-        # session's dynamic partitionOverwriteMode; an append creates the table instead.
-        wh.append(df, name, partition_by=("as_of",))
-
-
 def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
     """Link records into persons for day ``as_of``; returns row counts per written table."""
     from ..quality import gate
@@ -150,16 +136,16 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
 
     # Publication: every write is a replace of the day (or a MERGE of the same rows), so a re-run
     # after a failure anywhere here converges to the same tables.
-    _replace_day(wh, staged_edges, EDGES, as_of)
-    _replace_day(wh, staged_history, HISTORY, as_of)
+    wh.replace_day(staged_edges, EDGES, as_of)
+    wh.replace_day(staged_history, HISTORY, as_of)
     if not wh.holds_day_after(HISTORY, as_of):
         wh.merge(staged_map, MAP, ["source", "source_key"], update_when="t.one_id <> s.one_id")
         wh.overwrite(staged_shared, SHARED)
     else:
         # A backfill of an older day: its map is in the history; the current map stays the latest day's.
         log.info("identity %s: a later day is published; %s and %s kept", as_of, MAP, SHARED)
-    _replace_day(wh, staged_lineage, LINEAGE, as_of)
-    _replace_day(wh, staged_health, HEALTH, as_of)
+    wh.replace_day(staged_lineage, LINEAGE, as_of)
+    wh.replace_day(staged_health, HEALTH, as_of)
     create_explain_view(wh)
     log.info("identity %s: published in %.1f s", as_of, time.perf_counter() - t_start)
     return {MAP: figures["records"], HISTORY: figures["records"], EDGES: figures["edges"],

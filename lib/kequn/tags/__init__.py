@@ -102,7 +102,7 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
                              "gold.tag_catalog": tag_catalog})
 
     counts_out: dict[str, int] = {}
-    write_day(wh, tag_values, "gold.tag_values", as_of)
+    wh.replace_day(tag_values, "gold.tag_values", as_of)
     counts_out["gold.tag_values"] = tag_values.count()
     if not wh.holds_day_after("gold.customer_profile", as_of):
         wh.overwrite(profile, "gold.customer_profile")
@@ -111,24 +111,12 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
         counts_out["gold.tag_catalog"] = len(codes)
     else:
         log.info("tags: %s is older than the published profile; customer_profile and tag_catalog kept", as_of)
-    write_day(wh, gate_df, "quality.tag_gate_results", as_of)
-    write_day(wh, metrics, "gold.tag_model_metrics", as_of)
-    write_day(wh, cprof, "gold.tag_cluster_profile", as_of)
+    wh.replace_day(gate_df, "quality.tag_gate_results", as_of)
+    wh.replace_day(metrics, "gold.tag_model_metrics", as_of)
+    wh.replace_day(cprof, "gold.tag_cluster_profile", as_of)
     counts_out["quality.tag_gate_results"] = len(results)
     counts_out["gold.tag_model_metrics"] = len(outcomes)
     counts_out["gold.tag_cluster_profile"] = cprof.count()
     log.info("tags: as of %s published %d tags, withheld %d, in %.1f s", as_of, len(published), len(withheld),
              time.time() - t0)
     return counts_out
-
-
-def write_day(wh, df: DataFrame, name: str, as_of: str) -> None:
-    """Replace the day's partition of a table partitioned by as_of (history kept).
-
-    The first write appends: Warehouse.overwrite would combine overwriteSchema with partitionBy,
-    which Delta refuses under the session's dynamic partitionOverwriteMode.
-    """
-    if wh.exists(name):
-        wh.overwrite(df, name, partition_by=("as_of",), replace_where=f"as_of = DATE'{as_of}'")
-    else:
-        wh.append(df, name, partition_by=("as_of",))
