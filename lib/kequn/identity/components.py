@@ -10,8 +10,8 @@ Engines:
 ``scipy``
     Driver-side: edges are moved with Arrow (``DataFrame.toArrow``), relabelled densely with
     ``numpy.unique`` and solved with ``scipy.sparse.csgraph.connected_components``; the result
-    returns through ``createDataFrame`` from an Arrow table. Guarded by ``max_edges`` (the
-    driver must hold about 40 bytes per edge).
+    returns through a Parquet file in local mode, ``createDataFrame`` from Arrow on a cluster
+    (:func:`_driver_frame`). Guarded by ``max_edges`` (the driver must hold about 40 bytes per edge).
 ``graphx``
     Spark's bundled GraphX through py4j: edges written as an edge-list text folder,
     ``GraphLoader.edgeListFile`` then ``lib.ConnectedComponents.run``; vertices read back from text.
@@ -117,8 +117,31 @@ def scipy_components(edges: DataFrame, max_edges: int = DEFAULT_LOCAL_MAX_EDGES,
     # uniq is sorted ascending, so a label's first position holds its smallest vertex.
     _, first = np.unique(labels, return_index=True)
     comp = uniq[first[labels]]
-    return spark.createDataFrame(pa.table({"vertex": pa.array(uniq, pa.int64()),
-                                           "component": pa.array(comp, pa.int64())}))
+    return _driver_frame(spark, pa.table({"vertex": pa.array(uniq, pa.int64()),
+                                          "component": pa.array(comp, pa.int64())}))
+
+
+def _driver_frame(spark: SparkSession, table) -> DataFrame:
+    """A DataFrame of an Arrow table held by the driver, materialised.
+
+    In local mode through a Parquet file: 0.7 s for 2.2M rows of two longs, against 7.1 s for
+    ``createDataFrame``, whose frame converts the Arrow batches to rows again at every read (the
+    1M-person identity graph). On a cluster the executors cannot read the driver's disk, so there
+    ``createDataFrame``.
+    """
+    scratch = _scratch_dir(spark, None)
+    local = spark.sparkContext.master.startswith("local") and scratch.split("://", 1)[0] in ("file", scratch)
+    if not local:
+        return spark.createDataFrame(table).localCheckpoint(eager=True)
+    import pyarrow.parquet as pq
+
+    path = scratch[len("file:"):] if scratch.startswith("file:") else scratch
+    os.makedirs(path, exist_ok=True)
+    try:
+        pq.write_table(table, f"{path}/part-0.parquet")
+        return spark.read.parquet(path).localCheckpoint(eager=True)
+    finally:
+        _delete_path(spark, scratch)
 
 
 # ----------------------------------------------------------------------------------- graphx
