@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from kequn.config import PipelineConfig
-from kequn.tags import gates, run
+from kequn.tags import gates, run, validate
+from kequn.tags import catalog_for
 from kequn.tags.catalog import catalog_from_dicts
 from test_tags_helpers import day, write_bronze, write_map
 
@@ -86,6 +87,12 @@ def test_run_publishes_gates_and_is_idempotent(spark, warehouse, tmp_path):
     assert cat["gender"]["coverage"] == 1.0 and cat["gender"]["gate_status"] == "published"
     assert '"F": 0.5' in cat["gender"]["value_distribution"]
     assert wh.read("gold.tag_cluster_profile").groupBy().sum("members").first()[0] == N
+
+    # The day's bins are kept for the next day's gates; rebuilt from the published long form they agree.
+    cat_d1 = validate(spark, catalog_for(cfg)[0])
+    kept = gates.previous_distribution(wh, D1, cat_d1)
+    assert kept == gates.published_distribution(wh, D1, cat_d1)
+    assert kept.counts["gender"] == {"F": N // 2, "M": N // 2} and set(kept.edges) == {"txn_cnt_90d", "grp"}
 
     out2 = run(spark, wh, D2, cfg)
     # gender's coverage fell from 100% to 1/6: withheld that day, the other tags publish

@@ -12,6 +12,8 @@ day), passes the staged outputs through ``kequn.quality.gate`` and then publishe
 - gold.tag_model_metrics(as_of, model, auc, train_rows, test_rows, status) day partition
 - gold.tag_cluster_profile(as_of, tag_code, cluster_id, members, share, feature_means)
 - quality.tag_gate_results(as_of, tag_code, coverage, prev_as_of, prev_coverage, psi, status, reason)
+- quality.tag_distributions(as_of, tag_code, edges, counts)  the published tags' bins, for the next
+  day's gates (internal)
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Optional
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from .catalog import Catalog, load_catalog, validate
 from .plan import computed, id_map_as_of, wide_frame
@@ -72,19 +73,19 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
              len(catalog.of_kind("model")), catalog.sources())
 
     prof_raw, outcomes, cluster_profiles = compute_profile(wh, as_of, catalog, codes)
+    log.info("tags: profile of %d persons computed and staged at %.1f s", prof_raw.count(), time.time() - t0)
 
     # ---- tag-level gates against the previous day
     prev_day = gates.previous_day(wh, as_of)
-    today_long = values.long_form(prof_raw, codes)
-    prev_long = (wh.read("gold.tag_values").where(F.col("as_of") == F.lit(prev_day).cast("date"))
-                 if prev_day else None)
-    counts, quant = gates.distributions(today_long, prev_long, catalog, codes)
+    counts, quant, today_dist = gates.distributions(prof_raw, catalog, codes,
+                                                    gates.previous_distribution(wh, prev_day, catalog))
     results = gates.evaluate(catalog, codes, counts, prev_day is not None)
     withheld = [c for c in codes if results[c].status == "withheld"]
     published = [c for c in codes if c not in withheld]
     if withheld:
         log.warning("tags: %d tag(s) withheld as of %s: %s", len(withheld), as_of, ", ".join(withheld))
     dist = {c: gates.value_distribution(catalog, c, counts, quant) for c in codes}
+    log.info("tags: gates against %s evaluated at %.1f s", prev_day or "no earlier day", time.time() - t0)
 
     # ---- stage, quality gate, publish
     profile = wh.stage(values.withheld_nulled(prof_raw, withheld), "gold.customer_profile")
@@ -97,10 +98,12 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
     for p in cluster_profiles[1:]:
         cprof = cprof.unionByName(p)
     cprof = wh.stage(cprof, "gold.tag_cluster_profile")
+    log.info("tags: outputs staged at %.1f s", time.time() - t0)
 
     quality.gate(wh, as_of, {"gold.tag_values": tag_values, "gold.customer_profile": profile,
                              "gold.tag_catalog": tag_catalog})
 
+    log.info("tags: quality gate passed at %.1f s", time.time() - t0)
     counts_out: dict[str, int] = {}
     wh.replace_day(tag_values, "gold.tag_values", as_of)
     counts_out["gold.tag_values"] = tag_values.count()
@@ -112,6 +115,7 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
     else:
         log.info("tags: %s is older than the published profile; customer_profile and tag_catalog kept", as_of)
     wh.replace_day(gate_df, "quality.tag_gate_results", as_of)
+    wh.replace_day(gates.distribution_frame(spark, as_of, today_dist, published), gates.DISTRIBUTIONS_TABLE, as_of)
     wh.replace_day(metrics, "gold.tag_model_metrics", as_of)
     wh.replace_day(cprof, "gold.tag_cluster_profile", as_of)
     counts_out["quality.tag_gate_results"] = len(results)
