@@ -20,11 +20,12 @@ def tags_wide(tag_values_day: DataFrame, tags: list[str], catalog: Mapping[str, 
     tv = tag_values_day.select(F.col("one_id").cast("bigint").alias("one_id"), "tag_code", "tag_value")
     if not tags:
         return tv.select("one_id").distinct()
-    wide = (tv.where(F.col("tag_code").isin(list(tags)))
-            .groupBy("one_id").pivot("tag_code", list(tags)).agg(F.first("tag_value")))
-    people = tv.select("one_id").distinct()
-    wide = people.join(wide, "one_id", "left")
-    return wide.select("one_id", *[_typed(F.col(f"`{t}`"), catalog.get(t)).alias(t) for t in tags])
+    # One map of the wanted tags per person (empty for a person with none of them), then one column per
+    # tag: one aggregation where pivot() also needed the distinct persons and a join (the 8.8M rows of
+    # 100,000 persons and 72 tags: 65 s with pivot, 43 s this way, both including the tag gates' bins).
+    wanted = F.when(F.col("tag_code").isin(list(tags)), F.struct("tag_code", "tag_value"))
+    wide = tv.groupBy("one_id").agg(F.map_from_entries(F.collect_list(wanted)).alias("_m"))
+    return wide.select("one_id", *[_typed(F.col("_m")[t], catalog.get(t)).alias(t) for t in tags])
 
 
 def _typed(col, value_type):

@@ -173,10 +173,9 @@ def published_distribution(wh, day: str, catalog: Catalog) -> Optional[DayDistri
     codes = [c for c in catalog.codes if c in present]
     if not codes:
         return None
-    # One map per person: pivot() over the 8.8M rows of 100,000 persons took 65 s, this 43 s.
-    values = (long_df.groupBy("one_id")
-              .agg(F.map_from_entries(F.collect_list(F.struct("tag_code", "tag_value"))).alias("m")))
-    wide = values.select(*[F.col("m")[c].cast(catalog.get(c).spark_type).alias(c) for c in codes])
+    from ..segments.membership import tags_wide
+
+    wide = tags_wide(long_df, codes, {c: catalog.get(c).value_type for c in codes})
     return distributions(wide, catalog, codes, None)[2]
 
 
