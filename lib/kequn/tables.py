@@ -180,14 +180,23 @@ class Warehouse:
 
     # ------------------------------------------------------------------ writes
     def overwrite(self, df: DataFrame, name: str, partition_by: Sequence[str] = (),
-                  replace_where: Optional[str] = None) -> None:
-        """Replace the table (or, with ``replace_where``, just the matching partition) atomically."""
+                  replace_where: Optional[str] = None, stats_columns: Sequence[str] = ()) -> None:
+        """Replace the table (or, with ``replace_where``, just the matching partition) atomically.
+
+        ``stats_columns``: when the write creates the table, Delta keeps file statistics for these
+        columns only (``delta.dataSkippingStatsColumns``) instead of the first 32. Statistics serve
+        data skipping on filtered columns; on a 16M-row holdings load, collecting them for every
+        column took 11 s of a 27 s write.
+        """
         writer = df.write.format("delta").mode("overwrite")
-        partial = bool(replace_where) and self.exists(name)
+        exists = self.exists(name)
+        partial = bool(replace_where) and exists
         if partial:
             writer = writer.option("replaceWhere", replace_where)
         else:
             writer = writer.option("overwriteSchema", "true")
+        if stats_columns and not exists:
+            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.save(self.path(name))
@@ -217,11 +226,12 @@ class Warehouse:
         self._published(name, df, first)
 
     def merge(self, df: DataFrame, name: str, keys: Iterable[str], update_when: Optional[str] = None,
-              partition_by: Sequence[str] = ()) -> None:
-        """Upsert ``df`` into ``name`` by ``keys``; ``update_when`` (over ``t.`` and ``s.``) guards updates."""
+              partition_by: Sequence[str] = (), stats_columns: Sequence[str] = ()) -> None:
+        """Upsert ``df`` into ``name`` by ``keys``; ``update_when`` (over ``t.`` and ``s.``) guards updates.
+        ``stats_columns``: see :meth:`overwrite` (used when the merge creates the table)."""
         keys = list(keys)
         if not self.exists(name):
-            self.overwrite(df, name, partition_by=partition_by)
+            self.overwrite(df, name, partition_by=partition_by, stats_columns=stats_columns)
             return
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         (DeltaTable.forPath(self.spark, self.path(name)).alias("t")

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..landing import Source
+from ..landing import MASTER, Source
 from . import identifiers as ids
 from .pseudonym import token
 
@@ -66,11 +66,31 @@ def raw_rows(spark: SparkSession, source: Source, files_by_header: dict[tuple[st
     return with_record_ids(reduce(DataFrame.unionByName, groups))
 
 
-def file_line_breaks(df: DataFrame) -> DataFrame:
-    """One row per file of ``raw_rows``' output: its first record id, and the records holding line breaks."""
-    return df.groupBy("_file").agg(
+def file_reason_counts(df: DataFrame) -> DataFrame:
+    """One row per file, batch and broken-rule text (``_reason``, null for good rows) of validated rows:
+    ``_rows``, the first record id and the records holding line breaks.
+
+    Small (a file has few distinct reasons), and it serves both the per-batch tally and the line
+    numbers (``line_breaks_by_file``): one pass over the rows instead of two (7 s of a 16M-row
+    holdings load went to the second).
+    """
+    return df.groupBy("_file", "_batch_dt", "_reason").agg(
+        F.count(F.lit(1)).alias("_rows"),
         F.min("_rid").alias("_first"),
         F.collect_list(F.when(F.col("_newlines") > 0, F.struct("_rid", "_newlines"))).alias("_breaks"))
+
+
+def line_breaks_by_file(counts: DataFrame) -> DataFrame:
+    """``file_reason_counts`` summed per file: its first record id, and the records holding line breaks."""
+    return counts.groupBy("_file").agg(F.min("_first").alias("_first"),
+                                       F.flatten(F.collect_list("_breaks")).alias("_breaks"))
+
+
+def file_line_breaks(df: DataFrame) -> DataFrame:
+    """One row per file of ``raw_rows``' output: its first record id, and the records holding line breaks."""
+    if "_reason" not in df.columns:
+        df = df.withColumn("_reason", F.lit(None).cast("string"))
+    return line_breaks_by_file(file_reason_counts(df))
 
 
 def with_line_numbers(df: DataFrame, files: Optional[DataFrame] = None) -> DataFrame:
@@ -181,8 +201,28 @@ def bronze_rows(df: DataFrame, source: Source) -> DataFrame:
     body = df.select(*out, "_extra", "_batch_dt", "_file", "_line")
     content = [c for c in body.columns if not c.startswith("_")]
     return (body
-            .withColumn("_row_hash", _letters(F.sha2(F.to_json(F.struct(*content)), 256)))
+            .withColumn("_row_hash", row_hash(source, content))
             .withColumn("_ingested_at", F.current_timestamp()))
+
+
+def merged_on_content(source: Source) -> bool:
+    """Whether bronze keeps one row per distinct delivered content of a key: every master-data
+    version, and every delivery of a touch (re-delivered when opened). Their ``_row_hash`` is part
+    of the MERGE key."""
+    return source.kind == MASTER or source.name == "touch"
+
+
+def row_hash(source: Source, content: list[str]) -> Column:
+    """``_row_hash`` of a bronze row from its typed content columns.
+
+    Where it is part of the MERGE key (``merged_on_content``) it is the SHA-256 of the row as JSON,
+    and must stay so: another definition would load rows already in bronze again. For the other
+    facts it only orders repeated deliveries of one key within a load, so a 64-bit hash serves: the
+    SHA-256 of JSON took 25 s of a 16M-row holdings load and was 80 % of the table's bytes.
+    """
+    if merged_on_content(source):
+        return _letters(F.sha2(F.to_json(F.struct(*content)), 256))
+    return _letters(F.lower(F.lpad(F.hex(F.xxhash64(*content)), 16, "0")))
 
 
 VAULT_SCHEMA = "token string, pii_type string, value string"
