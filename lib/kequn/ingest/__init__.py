@@ -225,7 +225,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     out.cached.append(cached)
     # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
     # One pass over them counts rows per file and reason for the tally and finds the line breaks.
-    per_file = file_reason_counts(cached).persist()
+    per_file = file_reason_counts(cached, "_batch_dt").persist()
     out.cached.append(per_file)
     checked = with_line_numbers(cached, line_breaks_by_file(per_file))
     good = checked.where("_reason IS NULL")
