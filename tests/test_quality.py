@@ -245,3 +245,17 @@ def test_stage_does_not_read_again_what_this_runs_gate_validated_as_published(sp
     assert warehouse.gate_checked("gold.tag_values") is not None
     run(spark, warehouse, AS_OF, None)
     assert {r.table_name for r in stage_rows().collect()} == {"gold.one_id_map"}
+
+
+def test_warehouse_version_is_the_latest_commit_as_delta_reports_it(spark, warehouse):
+    from delta.tables import DeltaTable
+
+    name = "gold.one_id_map"
+    assert warehouse.version(name) is None
+    df = one_id_map(spark, [("core_customer", "C1", 1)])
+    warehouse.overwrite(df, name)
+    warehouse.append(df, name)
+    warehouse.merge(one_id_map(spark, [("core_customer", "C1", 2), ("app_user", "A1", 3)]), name,
+                    ["source", "source_key"])
+    delta = DeltaTable.forPath(spark, warehouse.path(name)).history(1).collect()[0]["version"]
+    assert warehouse.version(name) == delta == 2
