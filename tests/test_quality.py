@@ -187,6 +187,35 @@ def test_partitioned_table_compares_with_previous_day_and_checks_freshness(spark
         gate(warehouse, AS_OF, {"gold.tag_values": tag_values(spark, [(AS_OF, 1, "a", "1"), ("2026-11-02", 1, "a", "1")])})
 
 
+def test_scoped_write_compares_row_count_within_its_scope_and_stage_skips_unwritten_day(spark, warehouse, conf):
+    conf("""
+    suites:
+      - table: gold.segment_members
+        partition_column: as_of
+        pii_scan: {enabled: false}
+        row_count: {min_ratio: 0.5, max_ratio: 1.5, severity: critical}
+    """)
+    name, before = "gold.segment_members", "2026-11-02"
+    members = lambda rows: spark.createDataFrame(rows, "as_of string, segment_code string, one_id bigint") \
+        .withColumn("as_of", F.col("as_of").cast("date"))  # noqa: E731
+    warehouse.append(members([(before, "rule", i) for i in range(10)] + [(before, "fed", 100), (before, "fed", 101)]),
+                     name, partition_by=("as_of",))
+    # The journeys stage writes only its groups' rows: 2 today against the same 2 yesterday.
+    fed_today = members([(AS_OF, "fed", 100), (AS_OF, "fed", 102)])
+    gate(warehouse, AS_OF, {name: fed_today}, scopes={name: "segment_code IN ('fed')"})
+    rc = results(warehouse).where("expectation LIKE '%row_count%'").first()
+    assert rc.success and "previous 2 " in rc.expectation
+    # Unscoped, the same rows are measured against the whole day: 2 of 12.
+    with pytest.raises(QualityGateError, match=r"previous 12 x \[0.5, 1.5\]\) -> observed 2"):
+        gate(warehouse, AS_OF, {name: fed_today})
+
+    # The quality stage finds no row of the day yet (a later stage writes it): nothing to check or record.
+    assert run(spark, warehouse, AS_OF, None) == {RESULTS_TABLE: 0}
+    assert results(warehouse).where("phase = 'stage'").count() == 0
+    warehouse.replace_day(members([(AS_OF, "rule", i) for i in range(9)]), name, AS_OF)
+    assert run(spark, warehouse, AS_OF, None) == {RESULTS_TABLE: 1}
+
+
 def test_unknown_yaml_key_is_rejected_with_file_and_key(conf):
     root = conf("""
     suites:

@@ -11,7 +11,7 @@ from ..segments import membership as SM
 from ..segments.definitions import load_definitions
 from ..segments.persons import (channel_availability, contact_records, facts, one_id_map, revoked_persons)
 from ..segments.files import overwrite
-from ..segments.stage import MEMBERS, STATS, conf_dir_of, day_scope, previous_members
+from ..segments.stage import MEMBERS, STATS, codes_scope, conf_dir_of, day_scope, previous_members
 from . import machine as J
 from .definitions import Goal, load_journeys
 
@@ -117,7 +117,9 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
         STATS: wh.stage(stats, STATS),
     }
     from .. import quality
-    quality.gate(wh, as_of, staged)
+    # Only the journey-fed groups' rows are this stage's: their row count is compared with theirs alone.
+    mine = codes_scope(fed_codes, include=True)
+    quality.gate(wh, as_of, staged, scopes={MEMBERS: mine, STATS: mine})
 
     day = f"as_of = DATE'{as_of}'"
     for name in (STATE, ACTIONS, FUNNEL):

@@ -32,14 +32,16 @@ def _sql_list(codes) -> str:
     return ", ".join("'" + c.replace("'", "''") + "'" for c in codes)
 
 
+def codes_scope(codes: list[str], include: bool) -> str:
+    """SQL predicate on ``segment_code``: the rows of ``codes`` (or of every other segment)."""
+    if codes:
+        return f"segment_code {'IN' if include else 'NOT IN'} ({_sql_list(codes)})"
+    return "false" if include else "true"
+
+
 def day_scope(as_of: str, codes: list[str], include: bool) -> str:
     """replaceWhere for one day and a set of segment codes (or all but them)."""
-    cond = f"as_of = DATE'{as_of}'"
-    if codes:
-        cond += f" AND segment_code {'IN' if include else 'NOT IN'} ({_sql_list(codes)})"
-    elif include:
-        cond += " AND false"
-    return cond
+    return f"as_of = DATE'{as_of}' AND {codes_scope(codes, include)}"
 
 
 # --------------------------------------------------------------------------- reads
@@ -136,7 +138,9 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
         PROFILE: wh.stage(profile, PROFILE),
     }
     from .. import quality
-    quality.gate(wh, as_of, staged)
+    # The journeys stage writes the journey-fed groups' rows: row counts compare like with like.
+    mine = codes_scope(fed, include=False)
+    quality.gate(wh, as_of, staged, scopes={MEMBERS: mine, STATS: mine})
 
     scope = day_scope(as_of, fed, include=False)
     overwrite(wh, staged[MEMBERS], MEMBERS, partition_by=("as_of",), replace_where=scope)
