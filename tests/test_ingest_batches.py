@@ -137,3 +137,35 @@ def test_broken_batch_quarantine_idempotence_and_no_clear_pii(spark, warehouse, 
     counts = ingest.run(spark, wh, str(landing), AS_OF, cfg)
     assert counts == {"bronze.app_user": 1, "bronze.quarantine": 0}
     assert wh.read("bronze.app_user").first().device_id == "dev-1"
+
+
+def test_landing_files_are_hashed_once_per_size_and_mtime(spark, warehouse, landing):
+    import hashlib
+
+    from kequn.ingest.discover import FileDigests, batches
+
+    with pytest.raises(ingest.BatchRejected):
+        ingest.run(spark, warehouse, str(landing), AS_OF, PipelineConfig())
+    kept = {r.file: r for r in warehouse.read(ingest.DIGESTS).collect()}
+    on_disk = {str(p) for p in landing.rglob("*.csv")}
+    assert {f.replace("file:", "") for f in kept} == on_disk
+    for f, r in kept.items():
+        path = f.replace("file:", "")
+        assert r.sha256 == hashlib.sha256(open(path, "rb").read()).hexdigest()
+        assert r.size == os.path.getsize(path)
+
+    # A known (file, size, mtime) is not read again: a planted digest shows in the fingerprint.
+    uri, r = next((f, r) for f, r in kept.items() if "/touch/dt=2026-11-01/" in f)
+    fresh = batches(spark, str(landing), "touch", AS_OF)
+    planted = FileDigests({(uri, r.size, r.modified): "0" * 64})
+    cached = batches(spark, str(landing), "touch", AS_OF, planted)
+    assert [b.fingerprint for b in cached][1] == [b.fingerprint for b in fresh][1]
+    assert [b.fingerprint for b in cached][0] != [b.fingerprint for b in fresh][0]
+    assert {row[0] for row in planted.new} == set(fresh[1].files)   # only the other day's file hashed
+
+    # The same bytes rewritten (new mtime): hashed again, same fingerprint, so still a loaded batch.
+    path = uri.replace("file:", "")
+    os.utime(path, (r.modified / 1000 + 60, r.modified / 1000 + 60))
+    again = FileDigests({(uri, r.size, r.modified): "0" * 64})
+    assert batches(spark, str(landing), "touch", AS_OF, again)[0].fingerprint == fresh[0].fingerprint
+    assert uri in {row[0] for row in again.new}

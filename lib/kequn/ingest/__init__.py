@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
 from ..tables import Warehouse
-from .discover import Batch, batches, header
+from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
 from .parse import (bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content, pseudonymised,
                     quarantine_rows, raw_rows, typed, validated_rows, vault_rows, with_line_numbers)
 from .pseudonym import load_key
@@ -30,6 +30,7 @@ from .pseudonym import load_key
 log = logging.getLogger(__name__)
 
 LEDGER = "bronze.ingest_batches"
+DIGESTS = "bronze.landing_digests"
 QUARANTINE = "bronze.quarantine"
 VAULT = "bronze.pii_vault"
 LEDGER_SCHEMA = ("source string, batch_dt date, fingerprint string, files int, rows_read long, rows_loaded long, "
@@ -44,6 +45,12 @@ def _loaded(wh: Warehouse) -> set[tuple[str, str, str]]:
     led = wh.read_or_empty(LEDGER, LEDGER_SCHEMA).where("status = 'loaded'")
     # The ledger grows by one row per source and day: small enough to bring to the driver.
     return {(r.source, str(r.batch_dt), r.fingerprint) for r in led.select("source", "batch_dt", "fingerprint").collect()}
+
+
+def _known_digests(wh: Warehouse) -> FileDigests:
+    # One row per landing file: some thousands a year, read whole so that no file is hashed twice.
+    rows = wh.read_or_empty(DIGESTS, DIGEST_SCHEMA).collect()
+    return FileDigests({(r.file, r.size, r.modified): r.sha256 for r in rows})
 
 
 def _missing_columns(spark: SparkSession, source: Source, batch: Batch) -> tuple[dict, list[str]]:
@@ -285,10 +292,11 @@ class _Pending:
 def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: PipelineConfig) -> dict[str, int]:
     key = load_key(config.pseudonym)
     done = _loaded(wh)
+    digests = _known_digests(wh)
     counts: dict[str, int] = {}
     out = _Pending()
     for source in SOURCES.values():
-        found = batches(spark, landing, source.name, as_of)
+        found = batches(spark, landing, source.name, as_of, digests)
         pending = [b for b in found if (source.name, b.dt, b.fingerprint) not in done]
         if not pending:
             log.info("ingest %-14s %d batch(es) found, none new", source.name, len(found))
@@ -300,6 +308,10 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
         wh.merge(vault, VAULT, ["token"], update_when="false")
     if out.quarantine:
         wh.merge(reduce(DataFrame.unionByName, out.quarantine), QUARANTINE, ["source", "file", "line"],
+                 update_when="false")
+    if digests.new:
+        # Only a cache: losing it costs hashing again, so it needs no place in the ledger's ordering.
+        wh.merge(spark.createDataFrame(digests.new, DIGEST_SCHEMA), DIGESTS, ["file", "size", "modified"],
                  update_when="false")
     if out.ledger:
         # Written last: a crash before this line means the batches are merged again, which changes nothing.
