@@ -247,3 +247,23 @@ def test_simulated_delivery_writes_contract_touch_rows(world, spark, tmp_path):
     # Same seed, same files.
     assert simulate_delivery(spark, wh, day, str(tmp_path / "landing2"), rates, seed=7) == out
     assert read(str(tmp_path / "landing2")) == rows
+
+
+def test_history_under_a_retired_one_id_follows_the_person(spark, warehouse):
+    from kequn.identity.stable import LINEAGE_DDL
+    from kequn.journeys import machine as J
+    from kequn.segments.persons import current_ids
+
+    lineage = spark.createDataFrame([(d("2026-03-01"), 20, 50, None, "merge"),
+                                     (d("2026-03-01"), 60, None, 20, "split"),
+                                     (d("2026-03-03"), 10, 20, None, "merge")], LINEAGE_DDL)
+    warehouse.append(lineage, "gold.one_id_lineage", partition_by=("as_of",))
+    history = spark.createDataFrame([(d("2026-02-27"), "seg", 50), (d("2026-03-02"), "seg", 20),
+                                     (d("2026-03-02"), "seg", 10), (d("2026-03-02"), "seg", 7)],
+                                    "as_of date, segment_code string, one_id bigint")
+    ids = lambda day: sorted(r.one_id for r in current_ids(history, warehouse, day).collect())  # noqa: E731
+    assert ids("2026-02-28") == [7, 10, 20, 50]     # no merge yet
+    assert ids("2026-03-02") == [7, 10, 20, 20]     # 50 -> 20; the merge of 20 is a day later
+    assert ids("2026-03-05") == [7, 10, 10, 10]     # 50 -> 20 -> 10
+    entered = J.entry_days(current_ids(history, warehouse, "2026-03-05"), "seg", "2026-03-05")
+    assert {r.one_id: r.entered_at for r in entered.collect()} == {10: d("2026-02-27"), 7: d("2026-03-02")}

@@ -248,3 +248,24 @@ def test_forget_removes_the_person_everywhere(spark, warehouse, tmp_path):
     with pytest.raises(Exception):
         # collect(), not count(): Delta answers count() from log statistics without opening data files.
         spark.read.format("delta").option("versionAsOf", 0).load(wh.path("bronze.app_user")).collect()
+
+
+def test_a_merge_is_not_an_exit_from_a_segment(spark, warehouse):
+    import datetime
+
+    from kequn.identity.stable import LINEAGE_DDL
+    from kequn.segments import membership as M
+    from kequn.segments.stage import previous_members
+
+    day0, day1 = datetime.date(2026, 3, 1), datetime.date(2026, 3, 2)
+    write_members(warehouse, [(str(day0), "seg", 50), (str(day0), "seg", 20), (str(day0), "seg", 7)])
+    first_day = M.segment_stats(str(day0), warehouse.read("gold.segment_members").select("segment_code", "one_id"),
+                              spark.createDataFrame([], "segment_code string, one_id bigint"), {"seg": "marketing"})
+    warehouse.append(first_day, "gold.segment_stats", partition_by=("as_of",))
+    # On day1 identity merges 50 into 20; the person is still in the segment, 7 has left.
+    warehouse.append(spark.createDataFrame([(day1, 20, 50, None, "merge")], LINEAGE_DDL), "gold.one_id_lineage",
+                     partition_by=("as_of",))
+    today = spark.createDataFrame([("seg", 20)], "segment_code string, one_id bigint")
+    stats = M.segment_stats(str(day1), today, previous_members(warehouse, str(day1), ["seg"]), {"seg": "marketing"})
+    row = stats.first()
+    assert (row.size, row.entered, row.exited) == (1, 0, 1)

@@ -64,6 +64,24 @@ def lineage(decisions: DataFrame, as_of: str) -> DataFrame:
             .select(F.lit(as_of).cast("date").alias("as_of"), "one_id", "merged_from", "split_from", "event"))
 
 
+def survivors(lineage_rows: DataFrame, max_rounds: int = 64) -> DataFrame:
+    """(merged_from, one_id): each id retired by a merge and the id that holds its records now.
+
+    A kept id may itself be retired on a later day; chains are followed to their end. Each link
+    goes to a smaller id (a merge keeps the smallest), so they end, and in few rounds: a person
+    rarely merges twice.
+    """
+    links = (lineage_rows.where(F.col("event") == "merge")
+             .select("merged_from", "one_id").distinct())
+    for _ in range(max_rounds):
+        nxt = links.select(F.col("merged_from").alias("_via"), F.col("one_id").alias("_to"))
+        step = links.join(nxt, links["one_id"] == nxt["_via"], "left")
+        if step.where(F.col("_to").isNotNull()).limit(1).count() == 0:
+            return links
+        links = step.select("merged_from", F.coalesce("_to", "one_id").alias("one_id")).localCheckpoint()
+    raise RuntimeError(f"one_id lineage: merge chains longer than {max_rounds} links")
+
+
 def event_counts(decisions: DataFrame) -> dict[str, int]:
     rows = decisions.groupBy("event").count().collect()
     got = {r["event"]: int(r["count"]) for r in rows}

@@ -9,7 +9,8 @@ from pyspark.sql import functions as F
 
 from ..segments import membership as SM
 from ..segments.definitions import load_definitions
-from ..segments.persons import (channel_availability, contact_records, facts, one_id_map, revoked_persons)
+from ..segments.persons import (channel_availability, contact_records, current_ids, facts, one_id_map,
+                                revoked_persons)
 from ..segments.files import overwrite
 from ..segments.stage import MEMBERS, STATS, codes_scope, conf_dir_of, day_scope, previous_members
 from . import machine as J
@@ -62,6 +63,9 @@ def compute(spark, wh, as_of: str, config, materialise=None) -> dict:
              else spark.createDataFrame([], "journey_code string, one_id bigint, opened_on date, open_channel string"))
     history = (wh.read(MEMBERS).select("as_of", "segment_code", F.col("one_id").cast("bigint"))
                if wh.exists(MEMBERS) else spark.createDataFrame([], SM.MEMBERS_SCHEMA))
+    # A person whose one_id a merge retired continues the journey under the id kept: entered on the
+    # earliest entry of either, not left behind under an id no record carries any more.
+    history = current_ids(history, wh, as_of)
     # Journey-fed groups of today come from this run, not from a previous run of the same day.
     history = history.where(~(F.col("segment_code").isin(fed_codes) & (F.col("as_of") >= F.lit(as_of).cast("date"))))
 

@@ -30,6 +30,21 @@ def one_id_map(wh, as_of: str) -> DataFrame:
     return one_id_map_as_of(wh, as_of)
 
 
+def current_ids(df: DataFrame, wh, as_of: str) -> DataFrame:
+    """``df`` with each ``one_id`` that a merge retired on or before ``as_of`` replaced by the id that
+    holds its records now (``gold.one_id_lineage``): history kept under an old id follows the person."""
+    from ..identity import LINEAGE
+    from ..identity.stable import survivors
+
+    if not wh.exists(LINEAGE):
+        return df
+    merges = wh.read(LINEAGE).where(F.col("as_of") <= F.lit(as_of).cast("date"))
+    to = survivors(merges).select(F.col("merged_from").alias("_old"), F.col("one_id").alias("_now"))
+    cols = df.columns
+    return (df.join(F.broadcast(to), df["one_id"] == to["_old"], "left")
+            .withColumn("one_id", F.coalesce(F.col("_now"), F.col("one_id")).cast("bigint")).select(*cols))
+
+
 def master(wh, source: str, as_of: str) -> DataFrame | None:
     return bronze.master_as_of(wh, source, as_of) if wh.exists(bronze.table_name(source)) else None
 

@@ -14,7 +14,7 @@ from . import membership as M
 from .definitions import (DEFAULT_PROFILE_TAGS, Checked, SegmentDef, check, load_catalog, load_definition_file,
                           load_definitions, with_definition)
 from .files import overwrite
-from .persons import facts, one_id_map, revoked_persons
+from .persons import current_ids, facts, one_id_map, revoked_persons
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ def previous_members(wh, as_of: str, codes: list[str]) -> DataFrame:
         return empty
     prev = (wh.read(STATS).where((F.col("as_of") < F.lit(as_of).cast("date")) & F.col("segment_code").isin(codes))
             .groupBy("segment_code").agg(F.max("as_of").alias("as_of")))
-    return (wh.read(MEMBERS).join(F.broadcast(prev), ["segment_code", "as_of"])
-            .select("segment_code", F.col("one_id").cast("bigint")))
+    members = (wh.read(MEMBERS).join(F.broadcast(prev), ["segment_code", "as_of"])
+               .select("segment_code", F.col("one_id").cast("bigint")))
+    # A person whose id a merge retired since is the same person under the id kept: not an exit.
+    return current_ids(members, wh, as_of).distinct()
 
 
 # --------------------------------------------------------------------------- membership of the day
