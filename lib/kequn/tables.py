@@ -238,14 +238,19 @@ class Warehouse:
         self._published(name, df, first)
 
     def merge(self, df: DataFrame, name: str, keys: Iterable[str], update_when: Optional[str] = None,
-              partition_by: Sequence[str] = (), stats_columns: Sequence[str] = ()) -> None:
+              partition_by: Sequence[str] = (), stats_columns: Sequence[str] = (),
+              target_filter: Optional[str] = None) -> None:
         """Upsert ``df`` into ``name`` by ``keys``; ``update_when`` (over ``t.`` and ``s.``) guards updates.
-        ``stats_columns``: see :meth:`overwrite` (used when the merge creates the table)."""
+        ``stats_columns``: see :meth:`overwrite` (used when the merge creates the table).
+        ``target_filter`` (over ``t.``): a predicate every matching target row meets; Delta skips the
+        files whose statistics rule it out instead of joining the whole table."""
         keys = list(keys)
         if not self.exists(name):
             self.overwrite(df, name, partition_by=partition_by, stats_columns=stats_columns)
             return
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        if target_filter:
+            cond += f" AND ({target_filter})"
         (DeltaTable.forPath(self.spark, self.path(name)).alias("t")
          .merge(df.alias("s"), cond)
          .whenMatchedUpdateAll(condition=update_when)

@@ -18,6 +18,7 @@ from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
@@ -101,23 +102,23 @@ def repeated_key_hashes(keyed: DataFrame, source: Source) -> DataFrame:
     return keyed.groupBy(_key_hash(source).alias("__kh")).count().where("count > 1").select("__kh")
 
 
-def repeated_keys(keyed: DataFrame, source: Source, hashes: Optional[DataFrame] = None) -> DataFrame:
-    """The typed merge keys that occur in more than one row. With ``hashes`` (``repeated_key_hashes``,
-    small enough to broadcast), only the rows whose key hash repeats are grouped by their key."""
-    cols = [_key_col(k) for k in source.key]
-    if hashes is not None:
-        keyed = keyed.join(F.broadcast(hashes), _key_hash(source) == hashes["__kh"], "left_semi")
-    return keyed.groupBy(*cols).count().where("count > 1").select(*cols)
+# Up to this many repeated key hashes are broadcast (8 bytes each, some 50 MB built) to pick the rows that
+# need sorting. At 1,000,000 persons one load of events held 256,168 repeated keys: above the earlier limit
+# of 250,000 typed keys, it sorted all of its 52M rows.
+BROADCAST_KEY_HASHES = 2_000_000
 
 
-def split_by_repeats(keyed: DataFrame, repeated: DataFrame, source: Source) -> tuple[DataFrame, DataFrame]:
-    """(rows whose key occurs once, rows whose key repeats), without the key columns; ``repeated`` is broadcast."""
+def split_by_repeated_hashes(keyed: DataFrame, hashes: DataFrame, source: Source) -> tuple[DataFrame, DataFrame]:
+    """(rows whose key hash occurs once, rows whose key hash repeats), without the key columns.
+
+    ``hashes`` (``repeated_key_hashes``) is broadcast. Rows of different keys whose hashes collide go
+    to the second part too, where ``deduplicated`` partitions by the key itself: they all stay.
+    """
     cols = [_key_col(k) for k in source.key]
-    d = F.broadcast(repeated.alias("d"))
-    same_key = _same_key("r", "d", cols)
-    once = keyed.alias("r").join(d, same_key, "left_anti").drop(*cols)
-    again = keyed.alias("r").join(d, same_key, "left_semi").drop(*cols)
-    return once, again
+    h = F.broadcast(hashes)
+    seen_twice = _key_hash(source) == h["__kh"]
+    return (keyed.join(h, seen_twice, "left_anti").drop(*cols),
+            keyed.join(h, seen_twice, "left_semi").drop(*cols))
 
 
 # A delivery up to this many rows is broadcast: kequn drops its already-loaded rows itself (see
@@ -142,6 +143,37 @@ def unloaded_rows(rows: DataFrame, bronze: DataFrame, keys: list[str]) -> DataFr
     return rows.alias("r").join(F.broadcast(loaded), _same_key("r", "l", keys), "left_anti")
 
 
+def key_bounds(rows: DataFrame, keys: list[str]) -> dict[str, tuple[str, Optional[str], Optional[str]]]:
+    """(SQL type, lowest, highest) of each date or timestamp merge key of ``rows``, as literal text.
+
+    One aggregation over the rows to merge. Timestamps are widened by a day on each side, so that a
+    literal read back in the session's time zone can never cut off a boundary row.
+    """
+    kinds = {f.name: f.dataType for f in rows.schema.fields}
+    dates = [k for k in keys if isinstance(kinds.get(k), T.DateType)]
+    times = [k for k in keys if isinstance(kinds.get(k), T.TimestampType)]
+    if not dates and not times:
+        return {}
+    day, ts = F.expr("INTERVAL 1 DAY"), "yyyy-MM-dd HH:mm:ss.SSSSSS"
+    aggs = [F.date_format(F.min(k), "yyyy-MM-dd").alias(f"lo{i}") for i, k in enumerate(dates)]
+    aggs += [F.date_format(F.max(k), "yyyy-MM-dd").alias(f"hi{i}") for i, k in enumerate(dates)]
+    aggs += [F.date_format(F.min(k) - day, ts).alias(f"tlo{i}") for i, k in enumerate(times)]
+    aggs += [F.date_format(F.max(k) + day, ts).alias(f"thi{i}") for i, k in enumerate(times)]
+    got = rows.agg(*aggs).first()
+    out = {k: ("DATE", got[f"lo{i}"], got[f"hi{i}"]) for i, k in enumerate(dates)}
+    out.update({k: ("TIMESTAMP", got[f"tlo{i}"], got[f"thi{i}"]) for i, k in enumerate(times)})
+    return out
+
+
+def within_bounds(bounds: dict[str, tuple[str, Optional[str], Optional[str]]], alias: str = "") -> Optional[str]:
+    """SQL predicate: each bounded key within its range, or null (nulls match nulls in the MERGE)."""
+    parts = []
+    for k, (kind, lo, hi) in bounds.items():
+        c = f"{alias}.`{k}`" if alias else f"`{k}`"
+        parts.append(f"({c} IS NULL)" if lo is None else f"({c} BETWEEN {kind}'{lo}' AND {kind}'{hi}' OR {c} IS NULL)")
+    return " AND ".join(parts) or None
+
+
 def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source, n_rows: Optional[int] = None) -> None:
     """MERGE bronze rows (already deduplicated) into ``bronze.<source>``: batch ingest and the stream alike.
 
@@ -152,15 +184,26 @@ def merge_into_bronze(wh: Warehouse, rows: DataFrame, source: Source, n_rows: Op
     """
     name = f"bronze.{source.name}"
     keys = _merge_keys(source)
-    if n_rows is not None and n_rows <= BROADCAST_ROWS and wh.exists(name):
-        # Still a MERGE, not an append: it keeps Delta's conflict check against a concurrent writer
-        # (the stream) that loads the same key between this read and the commit.
-        # The hint reaches the join MERGE plans to find matches. Spark also warns that it "is not part
-        # of a join relation" where MERGE reuses the source elsewhere: expected. Without the hint the
-        # 20k daily ingest shuffled 66 MB instead of 1.1 MB.
-        rows = F.broadcast(unloaded_rows(rows, wh.read(name), keys))
+    within = None
+    if wh.exists(name):
+        # A match has the same key, so it lies within the range of the rows' date and time key columns
+        # (holding's snapshot_date, consent's event_time, touch's batch date): said in the condition,
+        # Delta reads only the bronze files whose statistics overlap it. At 1,000,000 persons the daily
+        # MERGE of 1.8M holding rows otherwise joined all 159M rows of bronze.holding (154 s).
+        bounds = key_bounds(rows, keys)
+        within = within_bounds(bounds, "t")
+        if n_rows is not None and n_rows <= BROADCAST_ROWS:
+            # Still a MERGE, not an append: it keeps Delta's conflict check against a concurrent writer
+            # (the stream) that loads the same key between this read and the commit.
+            # The hint reaches the join MERGE plans to find matches. Spark also warns that it "is not part
+            # of a join relation" where MERGE reuses the source elsewhere: expected. Without the hint the
+            # 20k daily ingest shuffled 66 MB instead of 1.1 MB.
+            bronze = wh.read(name)
+            if bounds:
+                bronze = bronze.where(within_bounds(bounds))
+            rows = F.broadcast(unloaded_rows(rows, bronze, keys))
     wh.merge(rows, name, keys, update_when="s._batch_dt < t._batch_dt",
-             stats_columns=[c for c in stats_columns(source) if c in rows.columns])
+             stats_columns=[c for c in stats_columns(source) if c in rows.columns], target_filter=within)
 
 
 def stats_columns(source: Source) -> list[str]:
@@ -173,8 +216,9 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame]) -
     """Bronze rows, one per merge key: ``deduplicated``, but sorting only the rows whose key repeats.
 
     Sorting every row spilled 3.2 GB at 100,000 persons (16M holdings) while keys delivered twice
-    within one load are rare. The repeated keys are counted first (key columns only) and held
-    (appended to ``held``, released at the end of the run); each row is made a bronze row once.
+    within one load are rare. The hashes of repeated keys are counted first (one long column) and held
+    (appended to ``held``, released at the end of the run); only the rows with such a hash are sorted,
+    and each row is made a bronze row once.
     """
     if _merge_keys(source) != list(source.key):
         return deduplicated(bronze_rows(good, source), source)   # keyed by the row hash: small sources
@@ -184,16 +228,10 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame]) -
     n = hashes.count()
     if n == 0:
         return bronze_rows(good, source)
-    if n <= BROADCAST_ROWS:
-        repeated = repeated_keys(keyed, source, hashes).localCheckpoint(eager=True)
-        held.append(repeated)
-        n = repeated.count()
-        if n == 0:
-            return bronze_rows(good, source)   # hashes that collide, keys that do not
-    if n > BROADCAST_ROWS:
-        log.info("ingest %-14s %d keys delivered more than once: sorting every row", source.name, n)
+    if n > BROADCAST_KEY_HASHES:
+        log.info("ingest %-14s %d key hashes delivered more than once: sorting every row", source.name, n)
         return deduplicated(bronze_rows(good, source), source)
-    once, again = split_by_repeats(keyed, repeated, source)
+    once, again = split_by_repeated_hashes(keyed, hashes, source)
     return bronze_rows(once, source).unionByName(deduplicated(bronze_rows(again, source), source))
 
 
