@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import os
+from decimal import Decimal
 
 import pytest
+from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from kequn.config import ConfigError, PipelineConfig
 from kequn.segments import check, export, forget, load_definitions, parse_rule, plan, run
 from kequn.segments.definitions import SegmentDef, catalog_from_yaml
+from kequn.segments import membership as M
 from kequn.segments.rules import RuleError
+from kequn.segments.stage import tags_of_day
 from kequn.tables import Warehouse
 
 from test_segments_data import (SEGMENTS_YAML, TAG_CATALOG_YAML, write_conf, write_consent, write_map,
@@ -106,6 +111,11 @@ def world(spark, tmp_path_factory):
             tags += [(day, p, "aum", f"{aum}.00"), (day, p, "aum_tier", tier), (day, p, "txn_cnt_90d", cnt),
                      (day, p, "is_first_purchase", str(fp).lower())]
     write_tag_values(wh, tags)
+    # The tags stage's latest day in its wide shape: the D2 run reads it, the D1 run (older) the long form.
+    wh.overwrite(spark.createDataFrame(
+        [(p, dt.date.fromisoformat(D2), Decimal(aum), tier, cnt, fp) for p, (aum, tier, cnt, fp) in day2.items()],
+        "one_id bigint, as_of date, aum decimal(18,2), aum_tier string, txn_cnt_90d int, is_first_purchase boolean"),
+        "gold.customer_profile")
     cfg = PipelineConfig(conf_dir=conf)
     out = {"wh": wh, "conf": conf, "cfg": cfg}
     out["r1"] = run(spark, wh, D1, cfg)
@@ -138,6 +148,18 @@ def test_membership_and_day_on_day_stats(world):
     for day in (D1, D2):  # size == member count, always
         m = members(wh, day)
         assert all(size == len(m.get(code, ())) for code, (_, size, _, _) in stats(wh, day).items())
+
+
+def test_the_tags_of_the_profiles_day_are_read_from_the_profile(world):
+    wh = world["wh"]
+    tags = ["aum", "aum_tier", "txn_cnt_90d", "is_first_purchase", "age_band"]  # age_band: in neither
+    wide = tags_of_day(wh, D2, tags, CATALOG)
+    assert all("customer_profile" in f for f in wide.inputFiles())
+    long = wh.read("gold.tag_values").where(F.col("as_of") == D2)
+    assert_df_equality(wide, M.tags_wide(long, tags, CATALOG), ignore_row_order=True)
+    older = tags_of_day(wh, D1, tags, CATALOG)  # the profile holds D2 only
+    assert all("tag_values" in f for f in older.inputFiles())
+    assert {r["one_id"]: r["aum_tier"] for r in older.collect()} == {1: "gold", 2: "gold", 3: "mass", 4: "mass"}
 
 
 def test_missing_tag_makes_only_that_segment_unavailable(world):

@@ -6,6 +6,7 @@ from typing import Iterable, Mapping
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ..tags.values import long_form
 from .rules import kind_of, spark_type_of
 
 MEMBERS_SCHEMA = "as_of date, segment_code string, one_id bigint"
@@ -26,6 +27,16 @@ def tags_wide(tag_values_day: DataFrame, tags: list[str], catalog: Mapping[str, 
     wanted = F.when(F.col("tag_code").isin(list(tags)), F.struct("tag_code", "tag_value"))
     wide = tv.groupBy("one_id").agg(F.map_from_entries(F.collect_list(wanted)).alias("_m"))
     return wide.select("one_id", *[_typed(F.col("_m")[t], catalog.get(t)).alias(t) for t in tags])
+
+
+def profile_wide(profile: DataFrame, tags: list[str], catalog: Mapping[str, str]) -> DataFrame:
+    """What :func:`tags_wide` gives for the long form of ``profile`` (gold.customer_profile's shape: one_id
+    and one typed column per tag), read from the wide row itself: no aggregation. A tag the profile
+    lacks is null, as a tag without rows is in the long form."""
+    have = set(profile.columns)
+    return profile.select(F.col("one_id").cast("bigint").alias("one_id"),
+                          *[(F.col(f"`{t}`") if t in have else F.lit(None)).cast(spark_type_of(catalog.get(t))).alias(t)
+                            for t in tags])
 
 
 def _typed(col, value_type):
@@ -87,9 +98,11 @@ def segment_overlap(as_of: str, members: DataFrame) -> DataFrame:
             .select(F.lit(as_of).cast("date").alias("as_of"), "segment_a", "segment_b", "overlap"))
 
 
-def segment_profile(as_of: str, members: DataFrame, tag_values_day: DataFrame,
+def segment_profile(as_of: str, members: DataFrame, wide: DataFrame,
                     profile_tags: Mapping[str, list[str]], catalog: Mapping[str, str]) -> DataFrame:
     """Per segment and main tag, the distribution of values among members vs the whole population.
+
+    ``wide``: every person of the day (the population), one typed column per tag of ``profile_tags``.
 
     Numeric tags are bucketed by the population's quartiles (``q1 [lo, hi]`` ...);
     other tags by value. lift = member_share / population_share.
@@ -98,8 +111,7 @@ def segment_profile(as_of: str, members: DataFrame, tag_values_day: DataFrame,
     all_tags = sorted({t for ts in profile_tags.values() for t in ts})
     pairs = spark.createDataFrame([(c, t) for c, ts in profile_tags.items() for t in ts],
                                   "segment_code string, tag_code string")
-    tv = (tag_values_day.where(F.col("tag_code").isin(all_tags) & F.col("tag_value").isNotNull())
-          .select(F.col("one_id").cast("bigint").alias("one_id"), "tag_code", "tag_value"))
+    tv = long_form(wide, all_tags, keys=("one_id",)).where(F.col("tag_value").isNotNull())
     numeric = [t for t in all_tags if kind_of(catalog.get(t)) == "numeric"]
     if numeric:
         num = tv.where(F.col("tag_code").isin(numeric)).withColumn("_v", F.col("tag_value").cast("double"))
@@ -115,7 +127,7 @@ def segment_profile(as_of: str, members: DataFrame, tag_values_day: DataFrame,
                   .when(F.col("_v") <= F.col("_q")[2], label(2)).otherwise(label(3)))
         tv = (tv.where(~F.col("tag_code").isin(numeric))
               .unionByName(num.select("one_id", "tag_code", bucket.alias("tag_value"))))
-    population = tag_values_day.agg(F.countDistinct("one_id").alias("_pop"))
+    population = wide.agg(F.count(F.lit(1)).alias("_pop"))
     pop = tv.groupBy("tag_code", "tag_value").agg(F.count("*").alias("population"))
     sizes = members.groupBy("segment_code").agg(F.count("*").alias("_size"))
     mem = (members.join(F.broadcast(pairs), "segment_code").join(tv, ["one_id", "tag_code"])

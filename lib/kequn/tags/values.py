@@ -9,7 +9,6 @@ from pyspark.sql import functions as F
 
 from .catalog import Catalog
 
-TAG_VALUES_SCHEMA = "as_of date, one_id bigint, tag_code string, tag_value string"
 TAG_CATALOG_SCHEMA = ("tag_code string, name_zh string, name_en string, category string, kind string, "
                       "value_type string, description string, coverage double, as_of date, definition string, "
                       "value_distribution string, gate_status string, gate_reason string")
@@ -23,12 +22,14 @@ def profile(wide: DataFrame, codes: Iterable[str], catalog: Catalog, as_of: str)
     return wide.select(F.col("one_id").cast("bigint"), F.lit(as_of).cast("date").alias("as_of"), *cols)
 
 
-def long_form(profile_df: DataFrame, codes: list[str]) -> DataFrame:
-    """(as_of, one_id, tag_code, tag_value): one row per person per tag, tag_value null when no value."""
+def long_form(profile_df: DataFrame, codes: list[str], keys: tuple[str, ...] = ("as_of", "one_id")) -> DataFrame:
+    """(as_of, one_id, tag_code, tag_value): one row per person per tag, tag_value (the string form) null
+    when no value. ``keys``: the columns kept before tag_code."""
     if not codes:
-        return profile_df.sparkSession.createDataFrame([], TAG_VALUES_SCHEMA)
+        return profile_df.select(*keys, F.lit(None).cast("string").alias("tag_code"),
+                                 F.lit(None).cast("string").alias("tag_value")).where("false")
     pairs = ", ".join(f"'{c}', CAST(`{c}` AS STRING)" for c in codes)
-    return profile_df.select("as_of", "one_id", F.expr(f"stack({len(codes)}, {pairs}) AS (tag_code, tag_value)"))
+    return profile_df.select(*keys, F.expr(f"stack({len(codes)}, {pairs}) AS (tag_code, tag_value)"))
 
 
 def withheld_nulled(profile_df: DataFrame, withheld: Iterable[str]) -> DataFrame:
