@@ -6,6 +6,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from kequn.config import ConfigError
+from kequn.pipeline import STAGES, tables_written_by
 from kequn.quality import RESULTS_TABLE, QualityGateError, gate, run, suites_for
 from kequn.quality.expectations import PII_REGEX
 
@@ -209,11 +210,17 @@ def test_scoped_write_compares_row_count_within_its_scope_and_stage_skips_unwrit
     with pytest.raises(QualityGateError, match=r"previous 12 x \[0.5, 1.5\]\) -> observed 2"):
         gate(warehouse, AS_OF, {name: fed_today})
 
-    # The quality stage finds no row of the day yet (a later stage writes it): nothing to check or record.
-    assert run(spark, warehouse, AS_OF, None) == {RESULTS_TABLE: 0}
+    # In `kequn run` the quality stage finds no row of the day yet, which a later stage writes: nothing to
+    # check or record.
+    later = tables_written_by(STAGES[STAGES.index("quality") + 1:])
+    assert name in later
+    assert run(spark, warehouse, AS_OF, None, written_later=later) == {RESULTS_TABLE: 0}
     assert results(warehouse).where("phase = 'stage'").count() == 0
+    # Run on its own (or last), the day is missing, and the row count says so.
+    with pytest.raises(QualityGateError, match=r"row_count\(previous 12 x \[0.5, 1.5\]\) -> observed 0"):
+        run(spark, warehouse, AS_OF, None)
     warehouse.replace_day(members([(AS_OF, "rule", i) for i in range(9)]), name, AS_OF)
-    assert run(spark, warehouse, AS_OF, None) == {RESULTS_TABLE: 1}
+    assert run(spark, warehouse, AS_OF, None, written_later=later) == {RESULTS_TABLE: 1}
 
 
 def test_unknown_yaml_key_is_rejected_with_file_and_key(conf):

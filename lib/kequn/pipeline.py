@@ -28,11 +28,19 @@ class StageResult:
     error: Optional[str] = None
 
 
-def _call(stage: str, spark, wh, landing: Optional[str], as_of: str, config: PipelineConfig) -> dict:
+def _call(stage: str, spark, wh, landing: Optional[str], as_of: str, config: PipelineConfig,
+          later: tuple[str, ...] = ()) -> dict:
     module = importlib.import_module(f"kequn.{stage}")
     if stage == "ingest":
         return module.run(spark, wh, landing, as_of, config) or {}
+    if stage == "quality":
+        return module.run(spark, wh, as_of, config, written_later=tables_written_by(later)) or {}
     return module.run(spark, wh, as_of, config) or {}
+
+
+def tables_written_by(stages) -> set[str]:
+    """The tables ``stages`` write, as far as their packages declare them (``WRITES``)."""
+    return {t for s in stages for t in getattr(importlib.import_module(f"kequn.{s}"), "WRITES", ())}
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -58,13 +66,13 @@ def run_stages(stages: list[str], spark, wh, landing: Optional[str], as_of: str,
 
 def _run_stages(stages, spark, wh, landing, as_of, config) -> tuple[int, list[StageResult]]:
     results: list[StageResult] = []
-    for stage in stages:
+    for i, stage in enumerate(stages):
         log.info("stage %s: start (as_of=%s)", stage, as_of)
         # The Spark UI (and the event log, which bench/pipeline_bench.py reads) names each job's stage.
         spark.sparkContext.setJobGroup(f"kequn:{stage}", f"kequn {stage} as of {as_of}")
         started = time.time()
         try:
-            counts = _call(stage, spark, wh, landing, as_of, config)
+            counts = _call(stage, spark, wh, landing, as_of, config, tuple(stages[i + 1:]))
         except Exception as exc:  # the stage's own message is the user's diagnosis
             seconds = time.time() - started
             log.error("stage %s: FAILED after %.1fs: %s", stage, seconds, exc)

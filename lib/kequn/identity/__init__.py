@@ -38,6 +38,7 @@ MAP = "gold.one_id_map"
 SHARED = "gold.identity_shared_identifiers"
 LINEAGE = "gold.one_id_lineage"
 HEALTH = "gold.identity_health"
+WRITES = (MAP, SHARED, LINEAGE, HEALTH, EDGES, HISTORY, DICTIONARY)  # kequn.pipeline.tables_written_by
 
 HEALTH_COLUMNS = ["records", "identifiers", "edges", "graph_edges", "components", "largest_component",
                   "blocked_identifiers", "shared_identifiers", "one_ids_kept", "one_ids_merged",

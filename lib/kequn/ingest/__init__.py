@@ -34,6 +34,7 @@ LEDGER = "bronze.ingest_batches"
 DIGESTS = "bronze.landing_digests"
 QUARANTINE = "bronze.quarantine"
 VAULT = "bronze.pii_vault"
+WRITES = (*(f"bronze.{s}" for s in SOURCES), LEDGER, DIGESTS, QUARANTINE, VAULT)  # kequn.pipeline.tables_written_by
 LEDGER_SCHEMA = ("source string, batch_dt date, fingerprint string, files int, rows_read long, rows_loaded long, "
                  "rows_quarantined long, status string, reason string, as_of date, loaded_at timestamp")
 

@@ -8,6 +8,9 @@ Public API::
 """
 from .definitions import FrequencyCap, Journey, JourneyConfig, load_journeys
 from .simulate import simulate_delivery
-from .stage import run
+from .stage import ACTIONS, FUNNEL, MEMBERS, STATE, STATS, run
 
-__all__ = ["run", "simulate_delivery", "load_journeys", "Journey", "JourneyConfig", "FrequencyCap"]
+# The stage's tables (kequn.pipeline.tables_written_by): the journey-fed groups' rows of segment_members/_stats too.
+WRITES = (STATE, ACTIONS, FUNNEL, MEMBERS, STATS)
+
+__all__ = ["WRITES", "run", "simulate_delivery", "load_journeys", "Journey", "JourneyConfig", "FrequencyCap"]

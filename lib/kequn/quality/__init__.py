@@ -10,11 +10,11 @@ Public API
     ``scopes`` names, per table, the SQL predicate of the rows a stage writes when it replaces
     only part of a day (segment_members: the segments stage and the journeys stage each write
     their own segments); the row-count baseline counts the previous day within it.
-``run(spark, wh, as_of, config)``
+``run(spark, wh, as_of, config, written_later=())``
     The ``quality`` stage: validates every published table that has a suite (the run's day only
-    for tables with a ``partition_column``; such a table with no row of the day yet, because a
-    later stage of ``kequn run`` writes it, is left to that stage's gate), records the results,
-    raises on critical failures.
+    for tables with a ``partition_column``; such a table with no row of the day yet that a later
+    stage of the same ``kequn run`` writes, ``written_later``, is left to that stage's gate),
+    records the results, raises on critical failures.
     Within one ``kequn run``, a table that a gate of the same run validated and that was then
     published exactly as validated (the whole table, or the run's day) is not read again: its
     results are the gate's rows (``Warehouse.gate_checked``).
@@ -32,7 +32,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Collection, Optional
 
 from .config import TableSuite, load_suites, quality_conf_dir
 
@@ -75,9 +75,10 @@ def gate(wh, as_of, tables: dict, scopes: Optional[dict[str, str]] = None) -> No
         wh.passed_gate({n: df for n, df in tables.items() if n in suites}, run_id)
 
 
-def run(spark, wh, as_of: str, config) -> dict[str, int]:
+def run(spark, wh, as_of: str, config, written_later: Collection[str] = ()) -> dict[str, int]:
     """The quality stage: validate every published table that has a suite, unless this run's gate
-    validated it as it stands."""
+    validated it as it stands. ``written_later``: tables a later stage of the same run writes (the
+    pipeline names them), whose day may not be written yet."""
     from pyspark.sql import functions as F
 
     as_of = _day(as_of)
@@ -93,10 +94,12 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
         df = wh.read(name)
         if suite.partition_column:
             df = df.where(F.col(suite.partition_column) == F.lit(as_of).cast("date"))
-            if not df.limit(1).count():
+            if name in written_later and not df.limit(1).count():
                 # In `kequn run` the quality stage comes before segments and journeys: their tables hold
                 # no row of the day yet, and checking an empty slice only reported a false row-count drop.
-                log.info("quality: %s holds no row for %s yet; its stage's gate checks it", name, as_of)
+                # Run on its own or last, an empty day is checked and its row count says so.
+                log.info("quality: %s holds no row for %s yet; a later stage writes it and its gate checks it",
+                         name, as_of)
                 continue
         elif suite.freshness and wh.holds_day_after(name, as_of, suite.freshness.column):
             # A latest-day table (customer_profile, tag_catalog) already holds a later day: re-running

@@ -12,7 +12,9 @@ from .definitions import Checked, SegmentDef, check, load_catalog, load_definiti
 from .export import export
 from .forget import forget
 from .rules import RuleError, parse_rule
-from .stage import plan, run
+from .stage import MEMBERS, OVERLAP, PROFILE, STATS, plan, run
 
-__all__ = ["run", "plan", "export", "forget", "check", "load_definitions", "load_catalog", "parse_rule",
+WRITES = (MEMBERS, STATS, OVERLAP, PROFILE)   # the stage's tables (kequn.pipeline.tables_written_by)
+
+__all__ = ["WRITES", "run", "plan", "export", "forget", "check", "load_definitions", "load_catalog", "parse_rule",
            "SegmentDef", "Checked", "RuleError"]

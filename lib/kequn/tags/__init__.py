@@ -29,7 +29,11 @@ from .plan import computed, id_map_as_of, wide_frame
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run", "load_catalog", "validate", "compute_profile", "wide_frame", "Catalog"]
+# The stage's tables (kequn.pipeline.tables_written_by); quality.tag_distributions is gates.DISTRIBUTIONS_TABLE.
+WRITES = ("gold.tag_values", "gold.customer_profile", "gold.tag_catalog", "gold.tag_model_metrics",
+          "gold.tag_cluster_profile", "quality.tag_gate_results", "quality.tag_distributions")
+
+__all__ = ["WRITES", "run", "load_catalog", "validate", "compute_profile", "wide_frame", "Catalog"]
 
 
 def catalog_for(config) -> tuple[Catalog, list[str]]:
