@@ -79,3 +79,22 @@ def write_map(wh, as_of: str, mapping: list[tuple[str, str, int]], more_days=())
 
 def day(d: str, delta: int) -> str:
     return (dt.date.fromisoformat(d) + dt.timedelta(days=delta)).isoformat()
+
+
+def test_wide_form_reads_back_the_long_form_of_a_profile(spark):
+    from chispa import assert_df_equality
+
+    from kequn.tags.values import long_form, wide_form
+
+    types = {"n": "int", "amount": "decimal(18,2)", "share": "double", "vip": "boolean", "since": "date",
+             "tier": "string"}
+    profile = spark.createDataFrame(
+        [(1, dt.date(2026, 3, 1), 3, Decimal("1234.50"), 0.1, True, dt.date(2025, 1, 31), "gold"),
+         (2, dt.date(2026, 3, 1), None, None, None, None, None, None),           # no value at all
+         (3, dt.date(2026, 3, 1), -1, Decimal("0.01"), 1e-7, False, dt.date(2026, 2, 28), "")],
+        "one_id bigint, as_of date, " + ", ".join(f"{c} {t}" for c, t in types.items()))
+    long = long_form(profile, list(types))
+    assert long.count() == 3 * len(types)  # one row per person and tag, null values included
+    assert_df_equality(wide_form(long, types), profile.drop("as_of"), ignore_row_order=True)
+    # the tags asked for only, in the order asked
+    assert wide_form(long, {"tier": "string", "n": "int"}).columns == ["one_id", "tier", "n"]

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from .catalog import Catalog
+from .values import wide_form
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +174,7 @@ def published_distribution(wh, day: str, catalog: Catalog) -> Optional[DayDistri
     codes = [c for c in catalog.codes if c in present]
     if not codes:
         return None
-    from ..segments.membership import tags_wide
-
-    wide = tags_wide(long_df, codes, {c: catalog.get(c).value_type for c in codes})
+    wide = wide_form(long_df, {c: catalog.get(c).spark_type for c in codes})
     return distributions(wide, catalog, codes, None)[2]
 
 
