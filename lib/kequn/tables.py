@@ -40,6 +40,23 @@ def day_predicate(as_of: str, column: str = "as_of") -> str:
     return f"{column} = DATE'{as_of}'"
 
 
+def file_system(spark: SparkSession, path: str):
+    """(Hadoop FileSystem, Path) for a path on any file system Spark reaches."""
+    p = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), p
+
+
+def remove_path(spark: SparkSession, path: str) -> None:
+    """Delete a folder (scratch, kept models) if it is there, on the local disk or a cluster file system.
+    A ``file:`` URI (Spark's checkpoint folder on a local master) goes through Hadoop too."""
+    if "://" not in path and not path.startswith("file:"):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs, p = file_system(spark, path)
+    if fs.exists(p):
+        fs.delete(p, True)
+
+
 class Warehouse:
     def __init__(self, spark: SparkSession, root: str):
         self.spark = spark
@@ -63,25 +80,16 @@ class Warehouse:
         """Where the model of tag ``code`` fitted on ``run_day`` under one definition is kept."""
         return f"{self.root}/{MODELS}/{code}/{definition_key}/{run_day}"
 
-    def _hadoop(self, path: str):
-        p = self.spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
-        return p.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()), p
-
     def path_exists(self, path: str) -> bool:
         """A file or folder under the warehouse, on the local disk or a cluster file system."""
         if "://" not in path:
             return os.path.exists(path)
-        fs, p = self._hadoop(path)
+        fs, p = file_system(self.spark, path)
         return fs.exists(p)
 
     def remove_path(self, path: str) -> None:
         """Delete a folder (scratch, kept models) if it is there."""
-        if "://" not in path:
-            shutil.rmtree(path, ignore_errors=True)
-            return
-        fs, p = self._hadoop(path)
-        if fs.exists(p):
-            fs.delete(p, True)
+        remove_path(self.spark, path)
 
     def exists(self, name: str) -> bool:
         return DeltaTable.isDeltaTable(self.spark, self.path(name))
@@ -98,7 +106,7 @@ class Warehouse:
         if "://" not in log_dir:
             names = os.listdir(log_dir) if os.path.isdir(log_dir) else []
         else:
-            fs, p = self._hadoop(log_dir)
+            fs, p = file_system(self.spark, log_dir)
             names = [st.getPath().getName() for st in fs.listStatus(p)] if fs.exists(p) else []
         versions = [int(n[:20]) for n in names if len(n) == 25 and n.endswith(".json") and n[:20].isdigit()]
         return max(versions) if versions else None

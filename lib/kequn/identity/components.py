@@ -36,6 +36,7 @@ from typing import Optional
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from ..tables import remove_path
 from ..versions import GRAPHFRAMES_PACKAGE
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def _driver_frame(spark: SparkSession, table) -> DataFrame:
         pq.write_table(table, f"{path}/part-0.parquet")
         return spark.read.parquet(path).localCheckpoint(eager=True)
     finally:
-        _delete_path(spark, scratch)
+        remove_path(spark, scratch)
 
 
 # ----------------------------------------------------------------------------------- graphx
@@ -156,12 +157,6 @@ def _scratch_dir(spark: SparkSession, tmp_dir: Optional[str]) -> str:
             import tempfile
             base = tempfile.gettempdir()
     return f"{base.rstrip('/')}/_identity_tmp/{uuid.uuid4().hex}"
-
-
-def _delete_path(spark: SparkSession, path: str) -> None:
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(hpath, True)
 
 
 def graphx_components(edges: DataFrame, tmp_dir: Optional[str] = None, partitions: Optional[int] = None) -> DataFrame:
@@ -191,7 +186,7 @@ def graphx_components(edges: DataFrame, tmp_dir: Optional[str] = None, partition
         # Materialise before the scratch folder goes away.
         out = out.localCheckpoint(eager=True)
     finally:
-        _delete_path(spark, scratch)
+        remove_path(spark, scratch)
     return out
 
 
