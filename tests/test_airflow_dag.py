@@ -100,7 +100,7 @@ def run(cmd, env, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def reports(tmp_path_factory):
     py = airflow_python()
     home = tmp_path_factory.mktemp("airflow_home")
     dags = home / "dags"
@@ -125,10 +125,17 @@ def report(tmp_path_factory):
     run([str(py.parent / "airflow"), "dags", "reserialize"], env)
     script, out = home / "check_dag.py", home / "report.json"
     script.write_text(CHECK)
-    run([str(py), str(script), str(dags), str(out), "kequn_daily"], env)
-    rep = json.loads(out.read_text())
-    print(json.dumps(rep, indent=1))
-    return rep
+    reports = {}
+    for dag_id in ("kequn_daily", "kequn_maintenance"):
+        run([str(py), str(script), str(dags), str(out), dag_id], env)
+        reports[dag_id] = json.loads(out.read_text())
+    print(json.dumps(reports, indent=1))
+    return reports
+
+
+@pytest.fixture(scope="module")
+def report(reports):
+    return reports["kequn_daily"]
 
 
 def after(seq, flag):
@@ -139,7 +146,7 @@ def after(seq, flag):
 @pytest.mark.slow
 def test_dag_loads_with_stage_order_and_retries(report):
     assert report["import_errors"] == {}
-    assert report["dag_ids"] == ["kequn_daily"]
+    assert report["dag_ids"] == ["kequn_daily", "kequn_maintenance"]
     assert report["catchup"] is False and report["max_active_runs"] == 1
     tasks = report["tasks"]
     assert sorted(tasks) == sorted(STAGES), "one task per batch stage, no stream task"
@@ -179,3 +186,23 @@ def test_rendered_tasks_and_spark_submit_commands(report):
         app = str(ROOT / "jobs" / f"{stage}.py")
         assert cmd[cmd.index(app) + 1:] == args, "the application, then its arguments"
         assert Path(app).is_file()
+
+
+@pytest.mark.slow
+def test_weekly_maintenance_runs_maintain_for_the_week_that_ended(reports):
+    rep = reports["kequn_maintenance"]
+    assert rep["import_errors"] == {}
+    assert rep["catchup"] is False and rep["max_active_runs"] == 1
+    assert list(rep["tasks"]) == ["maintain"] and rep["tasks"]["maintain"]["operator"] == "SparkSubmitOperator"
+    # The first run after 2026-11-25: Sunday 2026-11-29 at 12:00 UTC, and --as-of is that Sunday.
+    assert rep["scheduled_run"] == {"run_after": "2026-11-29T12:00:00+00:00",
+                                    "logical_date": "2026-11-29T12:00:00+00:00"}
+    end = "2026-11-29"
+    r = rep["rendered"]["maintain"]
+    args = r["application_args"]
+    assert after(args, "--as-of") == end and after(args, "--warehouse") == "/data/test/warehouse"
+    assert after(args, "--conf") == str(ROOT / "conf") and "--landing" not in args
+    cmd = rep["commands"]["maintain"]
+    app = str(ROOT / "jobs" / "maintain.py")
+    assert after(cmd, "--packages") == ",".join(VERSIONS["JVM_PACKAGES"])
+    assert cmd[cmd.index(app) + 1:] == args and Path(app).is_file()

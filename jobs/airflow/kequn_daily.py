@@ -1,5 +1,7 @@
 """kequn's daily batch for Airflow 3: one spark-submit per stage, ingest >> identity >> tags >>
-quality >> segments >> journeys, each for the run's logical date (`--as-of {{ ds }}`).
+quality >> segments >> journeys, each for the run's logical date (`--as-of {{ ds }}`). And its
+weekly upkeep, `kequn_maintenance`: `kequn maintain` (OPTIMIZE and VACUUM of every table) on
+Sundays at 12:00 UTC, when the day's batch (from 00:00 UTC) is long done.
 
 Deploy it as docs/airflow.md says (symlink this file into the dags folder). Airflow Variables, all
 optional:
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, Variable, chain
+from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable, Variable, chain
 
 STAGES = ["ingest", "identity", "tags", "quality", "segments", "journeys"]
 
@@ -82,3 +84,30 @@ with DAG(
     # So quality gates what follows: when a critical expectation fails it exits 4, the task fails
     # and segments and journeys do not run, keeping their previous tables.
     chain(*tasks)
+
+
+with DAG(
+    dag_id="kequn_maintenance",
+    # Weekly, with no data interval: a trigger timetable's {{ ds }} is the day it runs, so --as-of is that
+    # Sunday and the compacted partitions are the last `maintenance.recent_days` (8) days up to it.
+    # Sunday noon UTC keeps it clear of the daily batch that starts at midnight; both write the same
+    # tables, and a MERGE or overwrite racing an OPTIMIZE fails one of them (the maintenance records it
+    # and the next week compacts the table).
+    schedule=CronTriggerTimetable("0 12 * * 0", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=30)},
+    user_defined_macros={"kequn_jvm_packages": kequn_jvm_packages},
+    tags=["kequn"],
+    doc_md=__doc__,
+) as maintenance_dag:
+    SparkSubmitOperator(
+        task_id="maintain",
+        conn_id=SPARK_CONN_ID,
+        application=f"{HOME}/jobs/maintain.py",
+        py_files=f"{HOME}/dist/kequn.zip",
+        packages=PACKAGES,
+        name="kequn-maintain-{{ ds }}",
+        application_args=["--warehouse", WAREHOUSE, "--as-of", "{{ ds }}", "--conf", CONF],
+    )

@@ -105,6 +105,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True)
     p.add_argument("--key", required=True)
 
+    p = sub.add_parser("maintain", help="compact small files (OPTIMIZE) and delete unneeded ones (VACUUM), "
+                                        "table by table; weekly, outside the daily batch")
+    _common(p, landing=False)
+    p.add_argument("--as-of", type=_date, default=None,
+                   help="day-partitioned tables are compacted in the recent days before this one (default today)")
+    p.add_argument("--tables", default="", help="comma-separated tables (default: every table of the warehouse)")
+    p.add_argument("--retention-hours", type=_positive, default=None,
+                   help="VACUUM retention (default: maintenance.vacuum_retention_hours of pipeline.yaml, 168)")
+    p.add_argument("--no-vacuum", action="store_true", help="compact only")
+
     p = sub.add_parser("segment", help="segment tools")
     seg = p.add_subparsers(dest="segment_command", required=True, metavar="SUBCOMMAND")
     q = seg.add_parser("plan", help="size, overlap and movement of a new or changed definition; writes nothing")
@@ -213,6 +223,15 @@ def main(argv=None) -> int:
         removed = forget(spark, wh, args.source, args.key)
         log.info("forget: rows removed per table: %s", removed)
         return 0
+    if args.command == "maintain":
+        from . import maintenance
+        statuses = maintenance.run(spark, wh, args.as_of, config, [t for t in args.tables.split(",") if t],
+                                   args.retention_hours, do_vacuum=not args.no_vacuum)
+        failed = sorted(t for t, s in statuses.items() if s != "ok")
+        if failed:
+            log.error("maintain: %d of %d tables failed (see %s): %s", len(failed), len(statuses),
+                      maintenance.LOG_TABLE, ", ".join(failed))
+        return pipeline.EXIT_FAILED if failed else 0
     if args.command == "segment":
         from . import segments
         if args.segment_command == "plan":

@@ -153,11 +153,20 @@ class StreamConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MaintenanceConfig:
+    """`kequn maintain` (kequn.maintenance)."""
+    recent_days: int = 8               # day-partitioned tables are compacted in this many days up to the run's
+    vacuum_retention_hours: int = 168  # VACUUM keeps the files of versions this recent (time travel reaches as far)
+    zorder: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # table -> columns to Z-ORDER it by
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     spark: SparkConfig = dataclasses.field(default_factory=SparkConfig)
     pseudonym: PseudonymConfig = dataclasses.field(default_factory=PseudonymConfig)
     identity: IdentityConfig = dataclasses.field(default_factory=IdentityConfig)
     stream: StreamConfig = dataclasses.field(default_factory=StreamConfig)
+    maintenance: MaintenanceConfig = dataclasses.field(default_factory=MaintenanceConfig)
     stages: list[str] = dataclasses.field(
         default_factory=lambda: ["ingest", "identity", "tags", "quality", "segments", "journeys"])
     conf_dir: str = ""

@@ -232,6 +232,7 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame]) -
     if n > BROADCAST_KEY_HASHES:
         log.info("ingest %-14s %d key hashes delivered more than once: sorting every row", source.name, n)
         return deduplicated(bronze_rows(good, source), source)
+    log.info("ingest %-14s %d key hashes delivered more than once: sorting their rows only", source.name, n)
     once, again = split_by_repeated_hashes(keyed, hashes, source)
     return bronze_rows(once, source).unionByName(deduplicated(bronze_rows(again, source), source))
 
@@ -293,9 +294,13 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
         out.ledger.append((source.name, b.dt, b.fingerprint, len(b.files), n, n - nbad, nbad, "loaded", None))
     read = sum(n for n, _ in per_batch.values())
     nbad = sum(x for _, x in per_batch.values())
+    # Progress for the long loads (a 90-day holdings load at 1M persons is 159M rows and 19 minutes).
+    log.info("ingest %-14s %d rows of %d batches parsed, checked and held at %.1f s", source.name, read,
+             len(accepted), time.time() - started)
 
     rows = unique_bronze_rows(good, source, out.cached)
     merge_into_bronze(wh, rows, source, n_rows=read - nbad)
+    log.info("ingest %-14s %d rows merged into bronze at %.1f s", source.name, read - nbad, time.time() - started)
     # With no bad row counted, an empty frame (limit 0 reads nothing): looking for none would scan every row.
     q = quarantine_rows(bad if nbad else bad.limit(0), source, as_of)
     out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),

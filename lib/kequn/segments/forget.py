@@ -143,15 +143,10 @@ def forget(spark, wh, source: str, key: str, retention_hours: int = 168) -> dict
 
 
 def _vacuum(spark, wh, tables: list[str], retention_hours: int) -> None:
-    key = "spark.databricks.delta.retentionDurationCheck.enabled"
-    before = spark.conf.get(key, "true")
-    if retention_hours < 168:
-        spark.conf.set(key, "false")  # the caller asked for a shorter retention explicitly
-    try:
-        for t in tables:
-            # With deletion vectors a DELETE only marks rows: the erased values stay in files the current
-            # version still references, which VACUUM keeps. PURGE rewrites those files first.
-            spark.sql(f"REORG TABLE delta.`{wh.path(t)}` APPLY (PURGE)")
-            DeltaTable.forPath(spark, wh.path(t)).vacuum(float(retention_hours))
-    finally:
-        spark.conf.set(key, before)
+    from ..maintenance import vacuum
+
+    for t in tables:
+        # With deletion vectors a DELETE only marks rows: the erased values stay in files the current
+        # version still references, which VACUUM keeps. PURGE rewrites those files first.
+        spark.sql(f"REORG TABLE delta.`{wh.path(t)}` APPLY (PURGE)")
+        vacuum(spark, wh.path(t), retention_hours)
