@@ -83,18 +83,15 @@ def vacuum(spark: SparkSession, path: str, retention_hours: float) -> None:
         spark.conf.set(RETENTION_CHECK, before)
 
 
-def optimize(spark: SparkSession, path: str, since: Optional[str], zorder_by: Sequence[str] = ()) -> bool:
-    """OPTIMIZE the table (its day partitions from ``since`` on, when given); True when it committed."""
-    table = DeltaTable.forPath(spark, path)
-    version = table.history(1).first()["version"]
-    builder = table.optimize()
+def optimize(spark: SparkSession, path: str, since: Optional[str], zorder_by: Sequence[str] = ()) -> None:
+    """OPTIMIZE the table (its day partitions from ``since`` on, when given); commits only if it rewrote files."""
+    builder = DeltaTable.forPath(spark, path).optimize()
     if since is not None:
         builder = builder.where(f"{DAY_PARTITIONS[0]} >= DATE'{since}'")  # partition columns only
     if zorder_by:
         builder.executeZOrderBy(*zorder_by)
     else:
         builder.executeCompaction()
-    return DeltaTable.forPath(spark, path).history(1).first()["version"] != version
 
 
 def run(spark: SparkSession, wh: Warehouse, as_of: Optional[str], config, tables: Sequence[str] = (),
@@ -119,7 +116,9 @@ def run(spark: SparkSession, wh: Warehouse, as_of: Optional[str], config, tables
         part = next((c for c in before.partition_columns if c in DAY_PARTITIONS), None)
         optimized, status = False, "ok"
         try:
-            optimized = optimize(spark, path, since if part else None, zorder)
+            version = wh.version(name)
+            optimize(spark, path, since if part else None, zorder)
+            optimized = wh.version(name) != version
             if do_vacuum:
                 vacuum(spark, path, hours)
         except Exception as e:  # one table's conflict or bad setting must not stop the others
