@@ -267,3 +267,20 @@ def test_history_under_a_retired_one_id_follows_the_person(spark, warehouse):
     assert ids("2026-03-05") == [7, 10, 10, 10]     # 50 -> 20 -> 10
     entered = J.entry_days(current_ids(history, warehouse, "2026-03-05"), "seg", "2026-03-05")
     assert {r.one_id: r.entered_at for r in entered.collect()} == {10: d("2026-02-27"), 7: d("2026-03-02")}
+
+
+def test_entries_carried_from_a_days_state_equal_those_read_from_every_day(spark):
+    from chispa import assert_df_equality
+
+    from kequn.journeys import machine as J
+
+    days = ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
+    history = spark.createDataFrame(
+        [(d(days[0]), "seg", 1), (d(days[1]), "seg", 1), (d(days[1]), "seg", 2), (d(days[1]), "other", 5),
+         (d(days[3]), "seg", 2), (d(days[3]), "seg", 3), (d(days[4]), "seg", 4), (d(days[4]), "seg", 1)],
+        "as_of date, segment_code string, one_id bigint")
+    known = J.entry_days(history, "seg", days[2])  # what the state of 2026-03-03 holds
+    assert {r.one_id: r.entered_at for r in known.collect()} == {1: d(days[0]), 2: d(days[1])}
+    recent = history.where(F.col("as_of") > F.lit(days[2]).cast("date"))
+    assert_df_equality(J.entry_days(recent, "seg", days[4], known), J.entry_days(history, "seg", days[4]),
+                       ignore_row_order=True)

@@ -33,10 +33,18 @@ def is_control(journey_code: str, share: float):
     return F.pmod(F.xxhash64(F.lit(journey_code), F.col("one_id")), F.lit(10000)) < F.lit(int(round(share * 10000)))
 
 
-def entry_days(history: DataFrame, segment_code: str, as_of: str) -> DataFrame:
-    """(one_id, entered_at): first day each person is in ``segment_code``, on or before ``as_of``."""
-    return (history.where((F.col("segment_code") == segment_code) & (F.col("as_of") <= F.lit(as_of).cast("date")))
-            .groupBy("one_id").agg(F.min("as_of").alias("entered_at")))
+def entry_days(history: DataFrame, segment_code: str, as_of: str, known: DataFrame | None = None) -> DataFrame:
+    """(one_id, entered_at): first day each person is in ``segment_code``, on or before ``as_of``.
+
+    ``known`` (one_id, entered_at): the entries as of an earlier day P (that day's journey state); then
+    ``history`` need only hold the days after P, and a day's work grows with the persons in the journey,
+    not with the days of history kept.
+    """
+    days = (history.where((F.col("segment_code") == segment_code) & (F.col("as_of") <= F.lit(as_of).cast("date")))
+            .select("one_id", F.col("as_of").alias("entered_at")))
+    if known is not None:
+        days = days.unionByName(known.select("one_id", "entered_at"))
+    return days.groupBy("one_id").agg(F.min("entered_at").alias("entered_at"))
 
 
 def first_opens(touches: DataFrame, id_map: DataFrame, journey_codes: list[str], as_of: str) -> DataFrame:

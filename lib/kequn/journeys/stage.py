@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Optional
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -43,6 +44,20 @@ def goal_days(wh, as_of: str, goal: Goal, id_map: DataFrame) -> DataFrame:
             .select("one_id", "goal_on").distinct())
 
 
+def previous_entries(wh, as_of: str) -> tuple[Optional[str], DataFrame]:
+    """The latest day before ``as_of`` with a journey state, and its (journey_code, one_id, entered_at), the
+    ids a merge retired since replaced by the id kept (None and no rows when there is no such day)."""
+    empty = wh.spark.createDataFrame([], "journey_code string, one_id bigint, entered_at date")
+    if not wh.exists(STATE):
+        return None, empty
+    state = wh.read(STATE)
+    day = state.where(F.col("as_of") < F.lit(as_of).cast("date")).agg(F.max("as_of")).first()[0]
+    if day is None:
+        return None, empty
+    rows = state.where(F.col("as_of") == F.lit(day)).select("journey_code", F.col("one_id").cast("bigint"), "entered_at")
+    return day.isoformat(), current_ids(rows, wh, as_of)
+
+
 def compute(spark, wh, as_of: str, config, materialise=None) -> dict:
     """The day's journey tables as DataFrames, writing nothing (``materialise`` may stage intermediates).
 
@@ -68,11 +83,20 @@ def compute(spark, wh, as_of: str, config, materialise=None) -> dict:
     history = current_ids(history, wh, as_of)
     # Journey-fed groups of today come from this run, not from a previous run of the same day.
     history = history.where(~(F.col("segment_code").isin(fed_codes) & (F.col("as_of") >= F.lit(as_of).cast("date"))))
+    # The entries up to the latest earlier day with a journey state are that state's; only the member days
+    # after it are read for a journey it holds (a journey new since then reads every day).
+    prior_day, prior = previous_entries(wh, as_of)
+    prior_codes = {r["journey_code"] for r in prior.select("journey_code").distinct().collect()}  # one per journey
+    recent = history.where(F.col("as_of") > F.lit(prior_day).cast("date")) if prior_day else history
 
     states, actions, funnels, fed = [], [], [], []
     marketing_fed = [c for c in fed_codes if segments[c].purpose == "marketing"]
     for j in jc.journeys:
-        entries = J.entry_days(history, j.entry_segment, as_of)
+        if j.code in prior_codes:
+            known = prior.where(F.col("journey_code") == j.code)
+            entries = J.entry_days(recent, j.entry_segment, as_of, known)
+        else:
+            entries = J.entry_days(history, j.entry_segment, as_of)
         goals = goal_days(wh, as_of, j.goal, id_map) if j.goal else None
         ppl = J.people(j, as_of, entries, availability, opens, revoked, goals)
         ppl = ppl.drop(*[c for c in ppl.columns if c.startswith("_") and not c.startswith(("_day_", "_avail_", "_first"))])
@@ -84,7 +108,8 @@ def compute(spark, wh, as_of: str, config, materialise=None) -> dict:
         groups = SM.consent_applied(J.fed_members(j, ppl), marketing_fed, revoked)
         fed.append(groups)
         # Later journeys may enter from what this one feeds today.
-        history = history.unionByName(SM.with_day(groups, as_of).select("as_of", "segment_code", "one_id"))
+        today = SM.with_day(groups, as_of).select("as_of", "segment_code", "one_id")
+        history, recent = history.unionByName(today), recent.unionByName(today)
 
     def union(parts, schema):
         if not parts:
