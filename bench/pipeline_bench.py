@@ -553,9 +553,10 @@ def run_once(label: str, spark, wh, wh_root: Path, landing: Path, as_of: str, co
 
     spark.sparkContext.setLocalProperty(RUN_PROPERTY, label)
     out = []
-    for stage in stages:
+    for i, stage in enumerate(stages):
         before = warehouse_rows(wh_root)   # Delta logs only; no Spark job
-        code, results = pipeline.run_stages([stage], spark, wh, str(landing), as_of, config)
+        code, results = pipeline.run_stages([stage], spark, wh, str(landing), as_of, config,
+                                            following=tuple(stages[i + 1:]))
         r = results[0]
         out.append({"run": label, "stage": stage, "as_of": as_of, "seconds": r.seconds, "counts": r.counts,
                     "output_rows": _sum_table_counts(r.counts), "error": r.error, "exit_code": code,

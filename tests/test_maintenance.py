@@ -90,7 +90,7 @@ def test_zorder_where_declared_and_a_failing_table_does_not_stop_the_others(spar
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "pipeline.yaml").write_text("maintenance:\n  zorder: {gold.daily: [no_such_column]}\n")
-    monkeypatch.delenv("KEQUN_CONF", raising=False)  # the command sets it; restored after the test
+    monkeypatch.setenv("KEQUN_CONF", str(conf))  # the command sets it too; undone after the test
     args = ["maintain", "--warehouse", wh.root, "--as-of", AS_OF, "--conf", str(conf), "--no-vacuum"]
     assert cli.main(args + ["--tables", "gold.latest"]) == 0
     assert cli.main(args) == 1

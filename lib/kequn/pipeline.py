@@ -55,16 +55,18 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def run_stages(stages: list[str], spark, wh, landing: Optional[str], as_of: str,
-               config: PipelineConfig) -> tuple[int, list[StageResult]]:
+               config: PipelineConfig, following: tuple[str, ...] = ()) -> tuple[int, list[StageResult]]:
+    """Run ``stages`` in order. ``following``: stages the caller runs next in the same run (a benchmark
+    timing one stage at a time), which the quality stage must know as it knows the later ``stages``."""
     try:
-        return _run_stages(stages, spark, wh, landing, as_of, config)
+        return _run_stages(stages, spark, wh, landing, as_of, config, tuple(following))
     finally:
         # Later jobs of the session (a notebook's, a test's) are not the last stage's.
         for key in ("spark.jobGroup.id", "spark.job.description"):
             spark.sparkContext.setLocalProperty(key, None)
 
 
-def _run_stages(stages, spark, wh, landing, as_of, config) -> tuple[int, list[StageResult]]:
+def _run_stages(stages, spark, wh, landing, as_of, config, following=()) -> tuple[int, list[StageResult]]:
     results: list[StageResult] = []
     for i, stage in enumerate(stages):
         log.info("stage %s: start (as_of=%s)", stage, as_of)
@@ -72,7 +74,7 @@ def _run_stages(stages, spark, wh, landing, as_of, config) -> tuple[int, list[St
         spark.sparkContext.setJobGroup(f"kequn:{stage}", f"kequn {stage} as of {as_of}")
         started = time.time()
         try:
-            counts = _call(stage, spark, wh, landing, as_of, config, tuple(stages[i + 1:]))
+            counts = _call(stage, spark, wh, landing, as_of, config, tuple(stages[i + 1:]) + following)
         except Exception as exc:  # the stage's own message is the user's diagnosis
             seconds = time.time() - started
             log.error("stage %s: FAILED after %.1fs: %s", stage, seconds, exc)
