@@ -50,36 +50,36 @@ def kequn_jvm_packages(home: str) -> str:
     return ",".join(runpy.run_path(f"{home}/lib/kequn/versions.py")["JVM_PACKAGES"])
 
 
+def submit(job: str, args: list[str]) -> SparkSubmitOperator:
+    """spark-submit of ``jobs/<job>.py`` with ``args``, the zip and the pinned packages, named for its day."""
+    return SparkSubmitOperator(
+        task_id=job,
+        conn_id=SPARK_CONN_ID,
+        application=f"{HOME}/jobs/{job}.py",
+        py_files=f"{HOME}/dist/kequn.zip",
+        packages=PACKAGES,
+        name=f"kequn-{job}-{{{{ ds }}}}",
+        application_args=args,
+    )
+
+
+# Both DAGs: no catchup (deploying or unpausing runs only the latest one; missed days are backfilled on
+# purpose, docs/airflow.md, which is safe as every job is idempotent), one run at a time (every run
+# writes the same Delta tables).
+COMMON = dict(start_date=pendulum.datetime(2026, 11, 1, tz="UTC"), catchup=False, max_active_runs=1,
+              user_defined_macros={"kequn_jvm_packages": kequn_jvm_packages}, tags=["kequn"], doc_md=__doc__)
+
 with DAG(
     dag_id="kequn_daily",
     # A data-interval timetable: the run for day D covers D, starts once D is over (00:00 UTC on
     # D+1, 08:00 in Beijing) and its logical date, {{ ds }}, is D. Keep it in UTC, as ds is the UTC
     # date. (Airflow 3's plain "@daily" is a trigger timetable, whose ds is the day just starting.)
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
-    # No catchup: deploying or unpausing runs only the latest day. Missed days are backfilled on
-    # purpose (docs/airflow.md); that is safe, as every stage is idempotent per --as-of.
-    catchup=False,
-    # One day at a time: all runs write the same Delta tables, and a day builds on the one before.
-    max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
-    user_defined_macros={"kequn_jvm_packages": kequn_jvm_packages},
-    tags=["kequn"],
-    doc_md=__doc__,
+    **COMMON,
 ) as dag:
-    tasks = [
-        SparkSubmitOperator(
-            task_id=stage,
-            conn_id=SPARK_CONN_ID,
-            application=f"{HOME}/jobs/{stage}.py",
-            py_files=f"{HOME}/dist/kequn.zip",
-            packages=PACKAGES,
-            name=f"kequn-{stage}-{{{{ ds }}}}",
-            application_args=["--landing", LANDING, "--warehouse", WAREHOUSE,
-                              "--as-of", "{{ ds }}", "--conf", CONF],
-        )
-        for stage in STAGES
-    ]
+    tasks = [submit(stage, ["--landing", LANDING, "--warehouse", WAREHOUSE, "--as-of", "{{ ds }}", "--conf", CONF])
+             for stage in STAGES]
     # Each stage runs only if the one before it succeeded (the default trigger rule, all_success).
     # So quality gates what follows: when a critical expectation fails it exits 4, the task fails
     # and segments and journeys do not run, keeping their previous tables.
@@ -94,20 +94,7 @@ with DAG(
     # tables, and a MERGE or overwrite racing an OPTIMIZE fails one of them (the maintenance records it
     # and the next week compacts the table).
     schedule=CronTriggerTimetable("0 12 * * 0", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=30)},
-    user_defined_macros={"kequn_jvm_packages": kequn_jvm_packages},
-    tags=["kequn"],
-    doc_md=__doc__,
+    **COMMON,
 ) as maintenance_dag:
-    SparkSubmitOperator(
-        task_id="maintain",
-        conn_id=SPARK_CONN_ID,
-        application=f"{HOME}/jobs/maintain.py",
-        py_files=f"{HOME}/dist/kequn.zip",
-        packages=PACKAGES,
-        name="kequn-maintain-{{ ds }}",
-        application_args=["--warehouse", WAREHOUSE, "--as-of", "{{ ds }}", "--conf", CONF],
-    )
+    submit("maintain", ["--warehouse", WAREHOUSE, "--as-of", "{{ ds }}", "--conf", CONF])
