@@ -1,6 +1,6 @@
 """Table upkeep: compact small files (OPTIMIZE, Z-ORDER where declared) and delete the files no
 version in the retention window needs (VACUUM). ``kequn maintain``, on a schedule outside the
-daily batch (weekly: ``jobs/airflow/kequn_maintenance.py``).
+daily batch (weekly: the Airflow DAG ``kequn_maintenance`` in ``jobs/airflow/kequn_daily.py``).
 
 Why a bank needs it: every day adds small files (a day's replaceWhere, the files a MERGE rewrites,
 the stream's micro-batches), and every overwrite of a latest-day table (customer_profile,
@@ -83,11 +83,11 @@ def vacuum(spark: SparkSession, path: str, retention_hours: float) -> None:
         spark.conf.set(RETENTION_CHECK, before)
 
 
-def optimize(spark: SparkSession, path: str, since: Optional[str], zorder_by: Sequence[str] = ()) -> None:
-    """OPTIMIZE the table (its day partitions from ``since`` on, when given); commits only if it rewrote files."""
+def optimize(spark: SparkSession, path: str, where: Optional[str], zorder_by: Sequence[str] = ()) -> None:
+    """OPTIMIZE the table (only the partitions ``where`` names, when given); commits only if it rewrote files."""
     builder = DeltaTable.forPath(spark, path).optimize()
-    if since is not None:
-        builder = builder.where(f"{DAY_PARTITIONS[0]} >= DATE'{since}'")  # partition columns only
+    if where is not None:
+        builder = builder.where(where)  # partition columns only
     if zorder_by:
         builder.executeZOrderBy(*zorder_by)
     else:
@@ -117,7 +117,7 @@ def run(spark: SparkSession, wh: Warehouse, as_of: Optional[str], config, tables
         optimized, status = False, "ok"
         try:
             version = wh.version(name)
-            optimize(spark, path, since if part else None, zorder)
+            optimize(spark, path, f"{part} >= DATE'{since}'" if part else None, zorder)
             optimized = wh.version(name) != version
             if do_vacuum:
                 vacuum(spark, path, hours)

@@ -154,11 +154,8 @@ class Warehouse:
         """Names of the Delta tables present in the warehouse."""
         found = []
         if "://" in self.root:
-            jvm = self.spark.sparkContext._jvm
-            hpath = jvm.org.apache.hadoop.fs.Path(self.root)
-            fs = hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
             for db in DATABASES:
-                dbp = jvm.org.apache.hadoop.fs.Path(f"{self.root}/{db}")
+                fs, dbp = file_system(self.spark, f"{self.root}/{db}")
                 if fs.exists(dbp):
                     found += [f"{db}.{st.getPath().getName()}" for st in fs.listStatus(dbp) if st.isDirectory()]
         else:
