@@ -33,8 +33,9 @@ Columns of the table:
 * **peak memory**: the peak JVM heap in use (``JVMHeapMemory``, live objects and not yet collected
   garbage) of the driver/executors while the stage's Spark tasks ran: the maximum of the tasks'
   ``Task Executor Metrics`` and the per-stage ``SparkListenerStageExecutorMetrics`` (polled every
-  second). It is what to compare with ``spark.driver.memory`` (6g locally). Memory of the Python driver
-  (scipy components in identity, Great Expectations) and time outside Spark tasks are not in it.
+  second). It is what to compare with ``spark.driver.memory`` (locally half the machine's memory, 2 to
+  32 GB). Memory of the Python driver (scipy components in identity, Great Expectations) and time
+  outside Spark tasks are not in it.
 
 The total line sums rows, seconds and bytes over the stages (a table read by several stages counts once
 per stage) and takes the maximum of peak memory. ``--write FILE`` replaces or inserts this size's table in

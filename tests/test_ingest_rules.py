@@ -96,6 +96,53 @@ def test_line_numbers_count_embedded_line_breaks_per_file(spark, tmp_path):
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_quarantined_raw_text_keeps_each_files_column_order_and_extra_columns(spark, tmp_path):
+    """The raw text is built for bad rows only, after the header groups are unioned: each file's own
+    column order and extra columns must survive that, and personal data must not."""
+    from kequn.ingest.parse import pseudonymised, quarantine_rows, raw_rows, validated_rows, with_line_numbers, \
+        with_raw_fields
+
+    source = SOURCES["card_account"]
+    cols = source.column_names
+    a = tmp_path / "dt=2026-11-01" / "a.csv"
+    b = tmp_path / "dt=2026-11-02" / "b.csv"
+    for f in (a, b):
+        f.parent.mkdir()
+    a.write_text(",".join(cols) + "\n"
+                 + "K1,Li Lei,110101199003078515,13800001111,6222000011112222,gold,1000,2026-01-01,2026-11-01 09:00:00\n"
+                 + "K2,Han Mei,,,,silver,1000,2026-01-01,2026-11-01 09:00:00\n", encoding="utf-8")
+    reordered = list(reversed(cols)) + ["note"]
+    b.write_text(",".join(reordered) + "\n"
+                 + "2026-11-02 09:00:00,2026-01-01,5,gold,,,,Wang,K3,hello\n"
+                 + "not-a-time,2026-01-01,5,gold,,13900002222,,Zhao,K4,\"a,b\"\n", encoding="utf-8")
+    files = {tuple(cols): [str(a)], tuple(reordered): [str(b)]}
+    headers = list(files)
+    checked = with_line_numbers(pseudonymised(validated_rows(raw_rows(spark, source, files), source), source, b"k"))
+    q = quarantine_rows(with_raw_fields(checked.where("_reason IS NOT NULL"), source, headers), source, "2026-11-02")
+    assert sorted((r.file.rsplit("/", 1)[-1], r.line) for r in q.collect()) == [("a.csv", 3), ("b.csv", 3)]
+    by_file = {r.file.rsplit("/", 1)[-1]: r for r in q.collect()}
+    assert by_file["a.csv"].reason == "bad_enum:card_level"
+    assert by_file["a.csv"]._verbatim == "K2,Han Mei,,,,silver,1000,2026-01-01,2026-11-01 09:00:00"
+    assert by_file["b.csv"].reason == "bad_timestamp:updated_at"
+    assert by_file["b.csv"]._verbatim == 'not-a-time,2026-01-01,5,gold,,13900002222,,Zhao,K4,"a,b"'
+    # The quarantine's own text: the file's order and extra column, the mobile and the name tokenised.
+    raw_b = by_file["b.csv"].raw
+    assert raw_b.startswith("not-a-time,2026-01-01,5,gold,,") and raw_b.endswith(',K4,"a,b"')
+    assert "13900002222" not in raw_b and "Zhao" not in raw_b and "Han Mei" not in by_file["a.csv"].raw
+
+
+def test_batch_date_and_line_breaks_read_cheaply_what_they_say(spark):
+    from kequn.ingest.parse import CORRUPT, batch_date, line_breaks
+
+    df = spark.createDataFrame([("file:/l/dt=x/holding/dt=2026-11-03/p.csv", "a", "b", None),
+                                ("s3a://bank/landing/event/dt=2025-01-31/part-0.csv", "a\nb", "c\n\nd", None),
+                                ("file:/l/event/dt=2026-11-03/q.csv", None, None, "x\"\ny")],
+                               f"f string, c1 string, c2 string, {CORRUPT} string")
+    got = [(r.d, r.n) for r in df.select(batch_date(F.col("f")).alias("d"),
+                                          line_breaks(["c1", "c2"]).alias("n")).collect()]
+    assert [(str(d), n) for d, n in got] == [("2026-11-03", 0), ("2025-01-31", 3), ("2026-11-03", 1)]
+
+
 def test_unloaded_rows_keeps_new_keys_and_earlier_deliveries_only(spark):
     from kequn.ingest import unloaded_rows
 

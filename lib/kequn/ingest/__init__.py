@@ -25,7 +25,7 @@ from ..landing import MASTER, SOURCES, Source
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
 from .parse import (bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content, pseudonymised,
-                    quarantine_rows, raw_rows, typed, validated_rows, vault_rows, with_line_numbers)
+                    quarantine_rows, raw_rows, typed, validated_rows, vault_rows, with_line_numbers, with_raw_fields)
 from .pseudonym import load_key
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     merge_into_bronze(wh, rows, source, n_rows=read - nbad)
     log.info("ingest %-14s %d rows merged into bronze at %.1f s", source.name, read - nbad, time.time() - started)
     # With no bad row counted, an empty frame (limit 0 reads nothing): looking for none would scan every row.
-    q = quarantine_rows(bad if nbad else bad.limit(0), source, as_of)
+    q = quarantine_rows(with_raw_fields(bad if nbad else bad.limit(0), source, list(groups)), source, as_of)
     out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
                               F.col("_verbatim").alias("value")))
     out.quarantine.append(q.drop("_verbatim"))

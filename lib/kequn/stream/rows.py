@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ..ingest.discover import header
-from ..ingest.parse import CORRUPT, header_group_rows, typed, with_line_numbers, with_record_ids
+from ..ingest.parse import CORRUPT, header_group_rows, typed, with_line_numbers, with_raw_fields, with_record_ids
 from ..landing import SOURCES
 
 EVENT = SOURCES["event"]
@@ -44,11 +44,11 @@ def csv_rows(spark: SparkSession, files: list[str]) -> DataFrame:
     for f in files:
         groups.setdefault(tuple(header(spark, f)), []).append(f)
     parts = []
-    for cols, group in groups.items():
+    for i, (cols, group) in enumerate(groups.items()):
         missing = [c for c in COLUMNS if c not in cols]
-        df = header_group_rows(spark, EVENT, group, list(cols))
+        df = header_group_rows(spark, EVENT, group, list(cols), i)
         parts.append(df.withColumn(MISSING, F.lit(",".join(missing) if missing else None).cast("string")))
-    return with_line_numbers(with_record_ids(reduce(DataFrame.unionByName, parts)))
+    return with_line_numbers(with_raw_fields(with_record_ids(reduce(DataFrame.unionByName, parts)), EVENT, list(groups)))
 
 
 def json_rows(spark: SparkSession, files: list[str]) -> DataFrame:
