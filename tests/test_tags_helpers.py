@@ -98,3 +98,32 @@ def test_wide_form_reads_back_the_long_form_of_a_profile(spark):
     assert_df_equality(wide_form(long, types), profile.drop("as_of"), ignore_row_order=True)
     # the tags asked for only, in the order asked
     assert wide_form(long, {"tier": "string", "n": "int"}).columns == ["one_id", "tier", "n"]
+
+
+def test_a_source_whose_tags_all_have_windows_reads_only_the_widest(spark, warehouse):
+    from chispa import assert_df_equality
+
+    from kequn.tags import load_catalog, validate
+    from kequn.tags.plan import id_map_as_of, source_pass, source_view, stats_by_source, window_start
+
+    as_of = "2026-11-25"
+    catalog = validate(spark, load_catalog())
+    by_source = stats_by_source(catalog)
+    widest = max(t.definition.window_days for t in by_source["event"])
+    assert window_start(by_source["event"], as_of) == day(as_of, -(widest - 1))
+    # A transaction tag without a window (all purchases ever) keeps every fact in reach.
+    assert any(t.definition.window_days is None for t in by_source["transaction"])
+    assert window_start(by_source["transaction"], as_of) is None
+
+    ages = [0, 29, 30, widest - 1, widest, widest + 200]
+    write_bronze(warehouse, "event", {day(as_of, -a): [
+        {"event_id": f"E{a}", "source": "app", "user_key": "A1", "event_time": f"{day(as_of, -a)} 23:59:59",
+         "event_type": "search", "keyword": "education"}] for a in ages})
+    write_map(warehouse, as_of, [("app_user", "A1", 1)])
+    id_map = id_map_as_of(warehouse, as_of)
+    bounded = source_view(warehouse, "event", as_of, id_map, tags=by_source["event"])
+    assert sorted(r.event_id for r in bounded.collect()) == sorted(f"E{a}" for a in ages if a < widest)
+    everything = source_view(warehouse, "event", as_of, id_map)
+    assert everything.count() == len(ages)
+    assert_df_equality(source_pass(bounded, by_source["event"], as_of).drop("_rows_in"),
+                       source_pass(everything, by_source["event"], as_of).drop("_rows_in"))

@@ -64,8 +64,13 @@ def latest_version(df: DataFrame, keys: list[str], version_column: str) -> DataF
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = None) -> DataFrame:
-    """Facts delivered by ``known_by`` (default ``as_of``) whose own time is on or before ``as_of``."""
+def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = None,
+                since: str | None = None) -> DataFrame:
+    """Facts delivered by ``known_by`` (default ``as_of``) whose own time is on or before ``as_of``.
+
+    ``since`` (a day): only facts whose own time is on or after it, as a reader with windows needs;
+    said on the column itself, so that Delta skips the files of older facts.
+    """
     spec = SOURCES[source]
     df = _up_to(wh.read(table_name(source)), known_by or as_of)
     if source == "touch":
@@ -74,6 +79,9 @@ def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = N
             # A later delivery may report an open or a conversion that happened after as_of.
             end = F.date_add(F.lit(as_of).cast("date"), 1).cast("timestamp")
             df = df.withColumns({c: F.when(F.col(c) < end, F.col(c)) for c in ("opened_time", "converted_time")})
+    if since is not None:
+        time_type = df.schema[spec.time_column].dataType.simpleString()
+        df = df.where(F.col(spec.time_column) >= F.lit(since).cast("date").cast(time_type))
     return df.where(F.to_date(F.col(spec.time_column)) <= F.lit(as_of).cast("date"))
 
 

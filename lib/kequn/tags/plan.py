@@ -6,6 +6,7 @@ sources used, never the number of tags (distinct counts are ``collect_set`` + ``
 Expand). The per-source results are left-joined onto the person list (the ``person`` pass,
 which always runs), defaults are applied, then rule tags are evaluated as SQL over the wide
 row in dependency order. Facts are read point-in-time with ``kequn.bronze.facts_as_of``
+(from the first day of the widest window when every tag of the source has one: :func:`window_start`)
 and mapped to persons with the one_id map as of the same day.
 
 Source views (columns a tag may reference; ``event_date`` is the default window column,
@@ -26,6 +27,7 @@ Source views (columns a tag may reference; ``event_date`` is the default window 
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from typing import Optional
@@ -102,7 +104,7 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Option
     if not wh.exists(bronze.table_name(source)):
         log.warning("tags: %s missing; its tags have no facts", bronze.table_name(source))
         return _empty(spark, source)
-    facts = bronze.facts_as_of(wh, source, as_of, known_by)
+    facts = bronze.facts_as_of(wh, source, as_of, known_by, since=window_start(tags, as_of))
     if source == "transaction":
         out = _mapped(facts, id_map, F.when(F.col("source") == "core", "core_customer")
                       .when(F.col("source") == "card", "card_account"), F.col("source_key"))
@@ -129,6 +131,19 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Option
     else:
         raise ValueError(f"unknown tag source {source!r}")
     return _conform(out, source, as_of)
+
+
+def window_start(tags: Optional[list[Tag]], as_of: str) -> Optional[str]:
+    """The first day the tags read, when every one of them has a window over the fact's own day
+    (``event_date``); else None (a tag without one, such as a first purchase, reads all history).
+
+    With it a source's pass reads the widest window's facts, not every fact kept: its cost grows with
+    persons, not with the days of history.
+    """
+    if not tags or any(t.definition.window_days is None or t.definition.time_column != "event_date" for t in tags):
+        return None
+    widest = max(t.definition.window_days for t in tags)
+    return (dt.date.fromisoformat(as_of) - dt.timedelta(days=widest - 1)).isoformat()
 
 
 SNAPSHOT_MARKS = {"latest_snapshot_date", "snapshot_date_30d_ago"}
