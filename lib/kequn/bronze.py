@@ -69,7 +69,8 @@ def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = N
     """Facts delivered by ``known_by`` (default ``as_of``) whose own time is on or before ``as_of``.
 
     ``since`` (a day): only facts whose own time is on or after it, as a reader with windows needs;
-    said on the column itself, so that Delta skips the files of older facts.
+    said on the column itself, so that Delta skips the files of older facts (not for touches, whose
+    re-deliveries are resolved first).
     """
     spec = SOURCES[source]
     df = _up_to(wh.read(table_name(source)), known_by or as_of)

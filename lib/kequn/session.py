@@ -24,6 +24,7 @@ JAR_CACHE = Path(os.environ.get("KEQUN_JAR_CACHE", PROJECT_ROOT / ".cache" / "ja
 IVY_CACHE = Path(os.environ.get("KEQUN_IVY_CACHE", PROJECT_ROOT / ".cache" / "ivy"))
 IVY_SETTINGS = PROJECT_ROOT / "conf" / "ivysettings.xml"
 
+
 def local_memory_gb(total_bytes: Optional[int] = None) -> int:
     """The local JVM's heap: half the machine's memory, between 2 and 32 GB.
 

@@ -68,9 +68,7 @@ def line_breaks(columns: list[str]) -> Column:
 
 
 def raw_fields(source: Source, header_groups: Sequence[Sequence[str]]) -> Column:
-    """The record's fields as CSV text in its file's column order (``_group`` indexes ``header_groups``).
-
-    """
+    """The record's fields as CSV text in its file's column order (``_group`` indexes ``header_groups``)."""
     def field(c: str) -> Column:
         return F.col(c) if c in source.column_names else F.col("_extra")[c]
 
@@ -96,7 +94,8 @@ def with_record_ids(rows: DataFrame) -> DataFrame:
 def raw_rows(spark: SparkSession, source: Source, files_by_header: dict[tuple[str, ...], list[str]]) -> DataFrame:
     """Rows of every file, read per header (column order may differ between files), with ``_rid`` and
     ``_group``, the index of the row's header in ``files_by_header`` (for ``with_raw_fields``)."""
-    groups = [header_group_rows(spark, source, files, list(cols), i) for i, (cols, files) in enumerate(files_by_header.items())]
+    groups = [header_group_rows(spark, source, files, list(cols), i)
+              for i, (cols, files) in enumerate(files_by_header.items())]
     return with_record_ids(reduce(DataFrame.unionByName, groups))
 
 

@@ -48,7 +48,9 @@ def csv_rows(spark: SparkSession, files: list[str]) -> DataFrame:
         missing = [c for c in COLUMNS if c not in cols]
         df = header_group_rows(spark, EVENT, group, list(cols), i)
         parts.append(df.withColumn(MISSING, F.lit(",".join(missing) if missing else None).cast("string")))
-    return with_line_numbers(with_raw_fields(with_record_ids(reduce(DataFrame.unionByName, parts)), EVENT, list(groups)))
+    # Every row keeps its raw text, as the JSON and Kafka rows do; a micro-batch is small.
+    rows = with_record_ids(reduce(DataFrame.unionByName, parts))
+    return with_line_numbers(with_raw_fields(rows, EVENT, list(groups)))
 
 
 def json_rows(spark: SparkSession, files: list[str]) -> DataFrame:
