@@ -30,7 +30,8 @@ def local_memory_gb(total_bytes: Optional[int] = None) -> int:
 
     In local mode the driver is the only executor, and its storage memory holds what ingest caches
     (a load's parsed rows). With 6 GB on a 24 GB machine a 16M-row holdings load spilled: 113-125 s,
-    against 104 s with 12 GB. The other half is left to Python, the OS and its file cache.
+    against 104 s with 12 GB. The other half is left to Python, the OS and its file cache; above 32 GB
+    the JVM loses its compressed object pointers, so more heap holds less.
     """
     if total_bytes is None:
         try:
