@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 from kequn.config import ConfigError
 from kequn.pipeline import STAGES, tables_written_by
 from kequn.quality import RESULTS_TABLE, QualityGateError, gate, run, suites_for
+from kequn.quality.engine import reads_stored_rows
 from kequn.quality.expectations import PII_REGEX
 
 AS_OF = "2026-11-03"
@@ -82,6 +83,22 @@ def test_duplicate_key_is_critical_and_names_table_expectation_value(spark, ware
     assert "unexpected 2 of 3" in msg
     failed = results(warehouse).where("NOT success").collect()
     assert [(r.severity, r.observed_value) for r in failed] == [("critical", "unexpected 2 of 3 (66.67%)")]
+
+
+def test_frames_that_only_read_stored_rows_are_validated_uncached(spark, warehouse, conf, tmp_path):
+    path = str(tmp_path / "staged")
+    one_id_map(spark, [("core_customer", "C1", 1), ("core_customer", "C1", 2)]).write.parquet(path)
+    staged = spark.read.parquet(path)
+    assert reads_stored_rows(staged)
+    assert reads_stored_rows(staged.where("one_id > 0").select("source", "source_key", "one_id"))
+    assert reads_stored_rows(staged.localCheckpoint())
+    assert not reads_stored_rows(staged.groupBy("source").count())
+    assert not reads_stored_rows(staged.join(staged.select("source_key").distinct(), "source_key"))
+    # Read again by every GX job instead of cached, the staged files still fail the gate.
+    conf(MAP_SUITE)
+    with pytest.raises(QualityGateError, match="key_unique"):
+        gate(warehouse, AS_OF, {"gold.one_id_map": staged})
+    assert not staged.is_cached
 
 
 def test_warning_is_recorded_and_does_not_raise(spark, warehouse, conf, caplog):

@@ -2,7 +2,8 @@
 
 Per table and batch: a dataframe asset on one Spark data source, a whole-dataframe batch
 definition, an ExpectationSuite, a ValidationDefinition and a Checkpoint; the checkpoint
-runs with ``batch_parameters={"dataframe": df}`` on a cached DataFrame. Result format is
+runs with ``batch_parameters={"dataframe": df}``, on a cached DataFrame unless it only reads stored rows
+(``reads_stored_rows``). Result format is
 BASIC with ``partial_unexpected_count = 0``: GX then computes counts only (one aggregate
 pass for all column-map expectations of a batch) and never collects sample values, so no
 personal data reaches results, logs or Data Docs. Data Docs (HTML) are built once per call
@@ -87,6 +88,30 @@ def _latest_job(sc) -> int:
     return max(ids, default=-1)
 
 
+# Plan nodes that only read rows already stored: files (Parquet, Delta), checkpoints, literals; and
+# the projections and filters over them.
+STORED = {"LogicalRelation", "LogicalRDD", "LocalRelation"}
+OVER_STORED = {"Project", "Filter"}
+
+
+def reads_stored_rows(df) -> bool:
+    """Whether ``df`` computes nothing but a projection or filter of rows already stored.
+
+    GX runs one Spark job per group of metrics over the frame. Over files each job reads only its columns;
+    a cache would first copy every column of every row into memory. At 1,000,000 persons the 89M rows of
+    a staged ``gold.tag_values`` day took 71.6 s to validate cached and 49.4 s read from Parquet.
+    """
+    def only_stored(plan) -> bool:
+        name = plan.nodeName()
+        children = plan.children()
+        if name in STORED:
+            return True
+        return (name in OVER_STORED and children.size() > 0
+                and all(only_stored(children.apply(i)) for i in range(children.size())))
+
+    return only_stored(df._jdf.queryExecution().optimizedPlan())
+
+
 def validate(context, table: str, batch: str, df, expectations: list) -> list[Outcome]:
     """Run one table's expectations over ``df`` through a Checkpoint; one Outcome per expectation."""
     import great_expectations as gx
@@ -102,7 +127,8 @@ def validate(context, table: str, batch: str, df, expectations: list) -> list[Ou
     jobs_before = _latest_job(sc)
     started = time.monotonic()
     sc.setJobDescription(f"quality {name}")
-    ours = not df.is_cached
+    # A frame computed from others (a join, an aggregate) is cached so that GX's jobs compute it once.
+    ours = not df.is_cached and not reads_stored_rows(df)
     if ours:
         df = df.cache()
     try:
