@@ -127,3 +127,22 @@ def test_gate_evaluation_rules():
     sparse = {("today", "lvl"): {"a": 10, gates.NULL_BIN: 90}}
     r = gates.evaluate(cat, ["lvl"], sparse, False)["lvl"]
     assert r.status == "withheld" and "min_coverage" in r.reason and r.psi is None
+
+
+def test_binned_counts_persons_per_bin_for_each_label_and_tag(spark):
+    cat = catalog_from_dicts([
+        {"code": "amt", "name_zh": "a", "name_en": "a", "category": "value", "kind": "rule", "value_type": "decimal",
+         "description": "x", "definition": {"expr": "1.0"}},
+        {"code": "lvl", "name_zh": "l", "name_en": "l", "category": "value", "kind": "rule", "value_type": "string",
+         "description": "x", "definition": {"expr": "'a'"}},
+    ])
+    profile = spark.createDataFrame([(1.0, "a"), (2.0, "a"), (5.0, "b"), (10.0, None), (None, "a")],
+                                    "amt double, lvl string")
+    got = gates.binned(profile, cat, ["amt", "lvl"], {"own": {"amt": [2.0, 6.0]}, "prev": {"amt": [0.5]}})
+    # a bin is the number of edges strictly below the value; no value is its own bin
+    assert got == {("own", "amt"): {"b0": 2, "b1": 1, "b2": 1, gates.NULL_BIN: 1},
+                   ("prev", "amt"): {"b1": 4, gates.NULL_BIN: 1},
+                   ("own", "lvl"): {"a": 3, "b": 1, gates.NULL_BIN: 1}}
+    many = spark.createDataFrame([(float(i), f"v{i}") for i in range(gates.MAX_BINS + 5)], "amt double, lvl string")
+    kept = gates.binned(many, cat, ["lvl"], {"own": {}})[("own", "lvl")]
+    assert len(kept) == gates.MAX_BINS + 1 and kept[gates.OTHER_BIN] == 5 and sum(kept.values()) == gates.MAX_BINS + 5

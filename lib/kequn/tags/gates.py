@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from functools import reduce
 from typing import Optional
 
 from pyspark.sql import DataFrame, Window
@@ -87,37 +88,51 @@ def quantiles(profile: DataFrame, numeric: list[str]) -> dict[str, tuple[list, f
     return {c: (list(row[f"q{i}"]), row[f"mn{i}"], row[f"mx{i}"]) for i, c in enumerate(numeric) if row[f"q{i}"]}
 
 
+def edges_below(value, edges: list[float]):
+    """How many of ``edges`` lie below ``value``: its bin's index.
+
+    A sum of comparisons with literals, compiled with the rest of the projection. Counted with
+    ``size(filter(array, lambda))`` instead, the lambda was interpreted row by row: binning 1.24M persons'
+    profile (72 tags, two sets of edges) took 48 s that way.
+    """
+    return reduce(lambda a, b: a + b, [(value > F.lit(float(e))).cast("int") for e in edges], F.lit(0))
+
+
 def binned(profile: DataFrame, catalog: Catalog, codes: list[str],
            edge_sets: dict[str, dict[str, list[float]]]) -> dict[tuple[str, str], dict[str, int]]:
     """{(label, tag): {bin: persons}}: each numeric tag binned at the edges of every label that has
-    edges for it, the other tags by value under the label "own". One aggregation over the profile."""
+    edges for it, the other tags by value under the label "own". One aggregation over the profile.
+
+    Each (label, tag) bin is a column first, then the columns are stacked into (index, bin) rows. Built
+    as one array of (label, tag, bin) structs per person instead, the projection was too large to
+    compile, and 1.24M persons (107 label-tag pairs) took 48 s to bin where this takes 15 s.
+    """
     numeric = set(_numeric(catalog, codes))
-    rows = []
+    pairs: list[tuple[str, str]] = []
+    bins = []
     for c in codes:
         v = F.col(f"`{c}`")
         for label, edges in edge_sets.items():
             if c in numeric and c in edges:
-                arr = F.array(*[F.lit(float(e)) for e in edges[c]])
-                b = F.when(v.isNotNull(), F.concat(F.lit("b"), F.size(F.filter(arr, lambda e: v.cast("double") > e))
-                                                   .cast("string")))
+                b = F.when(v.isNotNull(), F.concat(F.lit("b"), edges_below(v.cast("double"), edges[c]).cast("string")))
             elif label == "own":
                 b = v.cast("string")
             else:
                 continue
-            rows.append(F.struct(F.lit(label).alias("label"), F.lit(c).alias("tag_code"),
-                                 F.coalesce(b, F.lit(NULL_BIN)).alias("bin")))
-    if not rows:
+            bins.append(F.coalesce(b, F.lit(NULL_BIN)).alias(f"_b{len(pairs)}"))
+            pairs.append((label, c))
+    if not pairs:
         return {}
-    counts = (profile.select(F.explode(F.array(*rows)).alias("x")).select("x.*")
-              .groupBy("label", "tag_code", "bin").agg(F.count(F.lit(1)).alias("n")))
-    w = Window.partitionBy("label", "tag_code").orderBy(F.col("n").desc(), F.col("bin"))
+    stacked = F.expr(f"stack({len(pairs)}, {', '.join(f'{i}, _b{i}' for i in range(len(pairs)))}) AS (_i, bin)")
+    counts = profile.select(*bins).select(stacked).groupBy("_i", "bin").agg(F.count(F.lit(1)).alias("n"))
+    w = Window.partitionBy("_i").orderBy(F.col("n").desc(), F.col("bin"))
     counts = (counts.withColumn("_r", F.row_number().over(w))
               .withColumn("bin", F.when((F.col("_r") > MAX_BINS) & (F.col("bin") != NULL_BIN), F.lit(OTHER_BIN))
                           .otherwise(F.col("bin")))
-              .groupBy("label", "tag_code", "bin").agg(F.sum("n").alias("n")))
+              .groupBy("_i", "bin").agg(F.sum("n").alias("n")))
     out: dict = {}
     for r in counts.collect():   # at most MAX_BINS + 2 rows per tag and label
-        out.setdefault((r["label"], r["tag_code"]), {})[r["bin"]] = int(r["n"])
+        out.setdefault(pairs[r["_i"]], {})[r["bin"]] = int(r["n"])
     return out
 
 
