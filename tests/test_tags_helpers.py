@@ -127,3 +127,30 @@ def test_a_source_whose_tags_all_have_windows_reads_only_the_widest(spark, wareh
     assert everything.count() == len(ages)
     assert_df_equality(source_pass(bounded, by_source["event"], as_of).drop("_rows_in"),
                        source_pass(everything, by_source["event"], as_of).drop("_rows_in"))
+
+
+def test_a_small_map_is_broadcast_to_the_passes_and_gives_the_same_values(spark, warehouse):
+    from chispa import assert_df_equality
+
+    from kequn.tags import load_catalog, validate
+    from kequn.identity import one_id_map_as_of
+    from kequn.tags.plan import small_map, source_pass, source_view, stats_by_source
+
+    as_of = "2026-11-25"
+    tags = stats_by_source(validate(spark, load_catalog()))["transaction"]
+    write_bronze(warehouse, "transaction", {day(as_of, -1): [
+        {"txn_id": f"T{i}", "source": src, "source_key": key, "txn_time": f"{day(as_of, -(i * 7))} 10:00:00",
+         "amount": 10 * i + 1, "direction": "debit" if i % 3 else "credit", "channel": "app", "category": "food",
+         "product_code": "P1" if i % 2 else None}
+        for i, (src, key) in enumerate([("core", "C1"), ("card", "K1"), ("core", "C2"), ("core", "C9")] * 3)]})
+    write_map(warehouse, as_of, [("core_customer", "C1", 1), ("card_account", "K1", 1), ("core_customer", "C2", 2)])
+    plain = one_id_map_as_of(warehouse, as_of)
+
+    def hinted(df):
+        return "strategy=broadcast" in df._jdf.queryExecution().analyzed().toString()
+
+    assert hinted(small_map(plain, limit=3)) and not hinted(small_map(plain, limit=2)) and not hinted(plain)
+    broadcast, shuffled = (source_pass(source_view(warehouse, "transaction", as_of, m, tags=tags), tags, as_of)
+                           for m in (small_map(plain, limit=3), small_map(plain, limit=2)))
+    assert_df_equality(broadcast, shuffled, ignore_row_order=True)
+    assert sorted(r.one_id for r in broadcast.collect()) == [1, 2]   # C9 has no one_id: its rows count nowhere
