@@ -133,8 +133,8 @@ def test_a_small_map_is_broadcast_to_the_passes_and_gives_the_same_values(spark,
     from chispa import assert_df_equality
 
     from kequn.tags import load_catalog, validate
-    from kequn.identity import one_id_map_as_of
-    from kequn.tags.plan import small_map, source_pass, source_view, stats_by_source
+    from kequn.identity import one_id_map_as_of, small_map
+    from kequn.tags.plan import source_pass, source_view, stats_by_source
 
     as_of = "2026-11-25"
     tags = stats_by_source(validate(spark, load_catalog()))["transaction"]

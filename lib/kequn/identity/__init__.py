@@ -26,11 +26,11 @@ from pyspark.sql import functions as F
 from .components import components
 from .edges import (DICTIONARY, DICTIONARY_DDL, all_identifiers, all_records, contracted_edges, master_frames,
                     new_dictionary_entries, vertex_keys, with_record_vertex)
-from .explain import EDGES, HISTORY, create_explain_view, explain, history_day, one_id_map_as_of
+from .explain import EDGES, HISTORY, create_explain_view, explain, history_day, one_id_map_as_of, small_map
 from .guard import blocklisted, degrees, linking_identifiers, over_limit
 from .stable import HISTORY_DDL, assign_one_ids, event_counts, lineage
 
-__all__ = ["run", "one_id_map_as_of", "explain", "components", "previous_map"]
+__all__ = ["run", "one_id_map_as_of", "small_map", "explain", "components", "previous_map"]
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,13 @@ when they hold the same (id_type, id_token); a one_id's records are connected th
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+log = logging.getLogger(__name__)
 
 EDGES = "silver.identity_edges"
 HISTORY = "silver.one_id_map_history"
@@ -39,6 +42,22 @@ def one_id_map_as_of(wh, as_of: str) -> DataFrame:
         return wh.spark.createDataFrame([], "source string, source_key string, one_id bigint")
     return (wh.read(HISTORY).where(F.col("as_of") == F.lit(day).cast("date"))
             .select("source", "source_key", "one_id"))
+
+
+# Readers join facts to the day's map (record -> one_id). A map of up to this many records is broadcast:
+# the facts are then joined where they are read, not shuffled and sorted by record first. At 1,000,000
+# persons (2.6M records, 42M transactions) the tags' transaction pass took 44.7 s broadcast and 87.2 s
+# shuffled. Each task holds the hashed map, some 80 bytes a record (200 MB there).
+BROADCAST_MAP_ROWS = 6_000_000
+
+
+def small_map(id_map: DataFrame, limit: Optional[int] = None) -> DataFrame:
+    """``id_map`` with a broadcast hint when it has at most ``limit`` (``BROADCAST_MAP_ROWS``) rows."""
+    limit = BROADCAST_MAP_ROWS if limit is None else limit
+    n = id_map.count()
+    log.info("identity: the day's map holds %d records; %s", n,
+             "broadcast to its readers" if n <= limit else f"above {limit}, joined by shuffle")
+    return F.broadcast(id_map) if n <= limit else id_map
 
 
 def linked_pairs(edges: DataFrame, members: DataFrame) -> DataFrame:

@@ -24,10 +24,11 @@ KEY_COLUMN = {"core_customer": "cust_no", "card_account": "card_cust_id", "app_u
 
 
 def one_id_map(wh, as_of: str) -> DataFrame:
-    """(source, source_key, one_id) as of ``as_of`` (empty before identity first ran)."""
-    from ..identity import one_id_map_as_of
+    """(source, source_key, one_id) as of ``as_of`` (empty before identity first ran); marked for
+    broadcast when small enough (``kequn.identity.small_map``), since facts are joined to it."""
+    from ..identity import one_id_map_as_of, small_map
 
-    return one_id_map_as_of(wh, as_of)
+    return small_map(one_id_map_as_of(wh, as_of))
 
 
 def current_ids(df: DataFrame, wh, as_of: str) -> DataFrame:

@@ -63,32 +63,16 @@ MAP_HISTORY = "silver.one_id_map_history"
 
 # --------------------------------------------------------------------------- persons
 
-# Every pass joins its rows to the day's map (record -> one_id). A map of up to this many records is
-# broadcast: the facts are then joined and aggregated where they are read, not shuffled and sorted by
-# record first. At 1,000,000 persons (2.6M records, 42M transactions) the transaction pass took 44.7 s
-# broadcast and 87.2 s shuffled. Each task holds the hashed map, some 80 bytes a record (200 MB there).
-BROADCAST_MAP_ROWS = 6_000_000
-
-
 def id_map_as_of(wh, as_of: str) -> DataFrame:
     """(source, source_key, one_id) as of the day, from kequn.identity; identity must have run.
 
-    Marked for broadcast when it has at most ``BROADCAST_MAP_ROWS`` records (see ``small_map``).
+    Marked for broadcast when small enough (``kequn.identity.small_map``): every pass joins it.
     """
-    from ..identity import history_day, one_id_map_as_of
+    from ..identity import history_day, one_id_map_as_of, small_map
 
     if history_day(wh, as_of) is None:
         raise RuntimeError(f"{MAP_HISTORY} has no day on or before {as_of}: run the identity stage first")
     return small_map(one_id_map_as_of(wh, as_of))
-
-
-def small_map(id_map: DataFrame, limit: Optional[int] = None) -> DataFrame:
-    """``id_map`` with a broadcast hint when it has at most ``limit`` (``BROADCAST_MAP_ROWS``) rows."""
-    limit = BROADCAST_MAP_ROWS if limit is None else limit
-    n = id_map.count()
-    log.info("tags: the day's map holds %d records; %s", n, "broadcast to the passes" if n <= limit
-             else f"above {limit}, joined by shuffle")
-    return F.broadcast(id_map) if n <= limit else id_map
 
 
 def _empty(spark, source: str) -> DataFrame:
