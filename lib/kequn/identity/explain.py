@@ -52,7 +52,14 @@ BROADCAST_MAP_ROWS = 6_000_000
 
 
 def small_map(id_map: DataFrame, limit: Optional[int] = None) -> DataFrame:
-    """``id_map`` with a broadcast hint when it has at most ``limit`` (``BROADCAST_MAP_ROWS``) rows."""
+    """``id_map`` with a broadcast hint when it has at most ``limit`` (``BROADCAST_MAP_ROWS``) rows.
+
+    A session that turned broadcast joins off (``spark.sql.autoBroadcastJoinThreshold`` -1, as a
+    cluster with small executors may) gets no hint: the hint would override that choice.
+    """
+    if id_map.sparkSession.conf.get("spark.sql.autoBroadcastJoinThreshold", "10MB").strip() == "-1":
+        log.info("identity: broadcast joins are off in this session; the day's map is joined by shuffle")
+        return id_map
     limit = BROADCAST_MAP_ROWS if limit is None else limit
     n = id_map.count()
     log.info("identity: the day's map holds %d records; %s", n,
