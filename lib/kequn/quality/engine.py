@@ -2,10 +2,10 @@
 
 Per table and batch: a dataframe asset on one Spark data source, a whole-dataframe batch
 definition, an ExpectationSuite, a ValidationDefinition and a Checkpoint; the checkpoint
-runs with ``batch_parameters={"dataframe": df}``, on a cached DataFrame unless it only reads stored rows
-(``reads_stored_rows``). Result format is
-BASIC with ``partial_unexpected_count = 0``: GX then computes counts only (one aggregate
-pass for all column-map expectations of a batch) and never collects sample values, so no
+runs with ``batch_parameters={"dataframe": df}``, on a cached DataFrame unless it only reads
+stored rows (``reads_stored_rows``). Result format is BASIC with ``partial_unexpected_count = 0``:
+GX then computes counts only (one aggregate pass for all column-map expectations of a batch)
+and never collects sample values, so no
 personal data reaches results, logs or Data Docs. Data Docs (HTML) are built once per call
 into ``<warehouse>/quality/data_docs/`` (a filesystem site; local warehouses only).
 """
