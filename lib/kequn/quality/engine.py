@@ -5,9 +5,9 @@ definition, an ExpectationSuite, a ValidationDefinition and a Checkpoint; the ch
 runs with ``batch_parameters={"dataframe": df}``, on a cached DataFrame unless it only reads
 stored rows (``reads_stored_rows``). Result format is BASIC with ``partial_unexpected_count = 0``:
 GX then computes counts only (one aggregate pass for all column-map expectations of a batch)
-and never collects sample values, so no
-personal data reaches results, logs or Data Docs. Data Docs (HTML) are built once per call
-into ``<warehouse>/quality/data_docs/`` (a filesystem site; local warehouses only).
+and never collects sample values, so no personal data reaches results, logs or Data Docs.
+Data Docs (HTML) are built once per call into ``<warehouse>/quality/data_docs/`` (a filesystem
+site; local warehouses only).
 """
 from __future__ import annotations
 
