@@ -84,14 +84,17 @@ def test_line_numbers_count_embedded_line_breaks_per_file(spark, tmp_path):
     a = tmp_path / "dt=2026-11-01" / "a.csv"
     b = tmp_path / "dt=2026-11-01" / "b.csv"
     a.parent.mkdir()
-    # a.csv: T2's category holds two line breaks, so T3 starts on line 6 (header, T1, T2 over 3 lines).
+    # a.csv: T2's category holds two line breaks, so T3 starts on line 6 (header, T1, T2 over 3 lines);
+    # T6's holds one more, so T7 starts on line 9.
     a.write_text(",".join(cols) + "\n" + row.format(n=1, cat="x") + "\n" + row.format(n=2, cat='"x\ny\nz"') + "\n"
-                 + row.format(n=3, cat="x") + "\n", encoding="utf-8")
+                 + row.format(n=3, cat="x") + "\n" + row.format(n=6, cat='"p\nq"') + "\n" + row.format(n=7, cat="x")
+                 + "\n", encoding="utf-8")
     b.write_text(",".join(cols) + "\n" + row.format(n=4, cat="x") + "\n" + row.format(n=5, cat="x") + "\n",
                  encoding="utf-8")
     raw = raw_rows(spark, SOURCES["transaction"], {tuple(cols): [str(a), str(b)]})
     got = with_line_numbers(raw).select(F.regexp_extract("_file", r"(\w)\.csv$", 1).alias("file"), "txn_id", "_line")
-    expected = spark.createDataFrame([("a", "T1", 2), ("a", "T2", 3), ("a", "T3", 6), ("b", "T4", 2), ("b", "T5", 3)],
+    expected = spark.createDataFrame([("a", "T1", 2), ("a", "T2", 3), ("a", "T3", 6), ("a", "T6", 7), ("a", "T7", 9),
+                                      ("b", "T4", 2), ("b", "T5", 3)],
                                      "file string, txn_id string, _line long")
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -196,7 +199,7 @@ def test_bronze_merge_searches_the_key_range_and_keeps_the_earliest_delivery(spa
 
 
 def test_unique_bronze_rows_sorts_only_repeated_keys_and_equals_the_full_sort(spark, tmp_path):
-    from kequn.ingest import deduplicated, keyed_rows, split_by_repeated_hashes, unique_bronze_rows
+    from kequn.ingest import deduplicated, split_by_repeated_hashes, unique_bronze_rows, with_key_hash
     from kequn.ingest.parse import bronze_rows, pseudonymised, raw_rows, validated_rows, with_line_numbers
 
     source = SOURCES["transaction"]
@@ -214,7 +217,7 @@ def test_unique_bronze_rows_sorts_only_repeated_keys_and_equals_the_full_sort(sp
     held = []
     got = unique_bronze_rows(good, source, held).drop("_ingested_at", "_extra")  # chispa cannot sort maps
     assert held[0].count() == 2                                                 # key hashes seen twice
-    once, again = split_by_repeated_hashes(keyed_rows(good, source), held[0], source)
+    once, again = split_by_repeated_hashes(with_key_hash(good, source), held[0])
     assert sorted(r.txn_id for r in again.collect()) == ["T1", "T1", "T2", "T2"]  # only these are sorted
     assert [r.txn_id for r in once.collect()] == ["T3"]
     expected = deduplicated(bronze_rows(good, source), source).drop("_ingested_at", "_extra")

@@ -75,32 +75,32 @@ def deduplicated(df: DataFrame, source: Source) -> DataFrame:
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def _key_col(name: str) -> str:
-    return f"__k_{name}"
-
-
 def _same_key(left: str, right: str, keys: list[str]) -> list:
     """Join conditions on ``keys`` between two aliased frames; null-safe, as the MERGE condition is."""
     return [F.col(f"{left}.`{k}`").eqNullSafe(F.col(f"{right}.`{k}`")) for k in keys]
 
 
-def keyed_rows(good: DataFrame, source: Source) -> DataFrame:
-    """Good rows with their merge key typed as bronze will hold it (``__k_<key>``), for facts whose
-    key is their own columns (not master versions or touches, keyed by the row hash)."""
-    return good.select("*", *[typed(F.col(k), source.column(k).type).alias(_key_col(k)) for k in source.key])
+KEY_HASH = "__kh"
 
 
-def _key_hash(source: Source):
-    return F.xxhash64(*[_key_col(k) for k in source.key])
+def with_key_hash(rows: DataFrame, source: Source) -> DataFrame:
+    """``rows`` with ``__kh``, the 64-bit hash of the merge key typed as bronze will hold it, for facts
+    whose key is their own columns (not master versions or touches, keyed by the row hash).
+
+    Ingest adds it in the pass that holds the rows, so that finding the repeated keys reads one long
+    column: typing the keys again over the line-numbered rows took 24 s of a 16M-row holdings load, 11 s
+    this way.
+    """
+    return rows.withColumn(KEY_HASH, F.xxhash64(*[typed(F.col(k), source.column(k).type) for k in source.key]))
 
 
-def repeated_key_hashes(keyed: DataFrame, source: Source) -> DataFrame:
-    """``__kh``, the 64-bit hashes of typed merge keys that occur in more than one row.
+def repeated_key_hashes(keyed: DataFrame) -> DataFrame:
+    """``__kh``, the key hashes (``with_key_hash``) that occur in more than one row.
 
     Every key equal to another has the same hash, so the keys that repeat are among these rows'. One
     long column is shuffled instead of the key's strings: 13 s instead of 23-30 s for 16M holdings.
     """
-    return keyed.groupBy(_key_hash(source).alias("__kh")).count().where("count > 1").select("__kh")
+    return keyed.groupBy(KEY_HASH).count().where("count > 1").select(KEY_HASH)
 
 
 # Up to this many repeated key hashes are broadcast (8 bytes each, some 50 MB built) to pick the rows that
@@ -109,17 +109,15 @@ def repeated_key_hashes(keyed: DataFrame, source: Source) -> DataFrame:
 BROADCAST_KEY_HASHES = 2_000_000
 
 
-def split_by_repeated_hashes(keyed: DataFrame, hashes: DataFrame, source: Source) -> tuple[DataFrame, DataFrame]:
-    """(rows whose key hash occurs once, rows whose key hash repeats), without the key columns.
+def split_by_repeated_hashes(keyed: DataFrame, hashes: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(rows whose key hash occurs once, rows whose key hash repeats), without the hash.
 
     ``hashes`` (``repeated_key_hashes``) is broadcast. Rows of different keys whose hashes collide go
     to the second part too, where ``deduplicated`` partitions by the key itself: they all stay.
     """
-    cols = [_key_col(k) for k in source.key]
     h = F.broadcast(hashes)
-    seen_twice = _key_hash(source) == h["__kh"]
-    return (keyed.join(h, seen_twice, "left_anti").drop(*cols),
-            keyed.join(h, seen_twice, "left_semi").drop(*cols))
+    return (keyed.join(h, KEY_HASH, "left_anti").drop(KEY_HASH),
+            keyed.join(h, KEY_HASH, "left_semi").drop(KEY_HASH))
 
 
 # A delivery up to this many rows is broadcast: kequn drops its already-loaded rows itself (see
@@ -213,18 +211,21 @@ def stats_columns(source: Source) -> list[str]:
     return list(dict.fromkeys(c for c in cols if c))
 
 
-def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame]) -> DataFrame:
+def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame],
+                       unnumbered: Optional[DataFrame] = None) -> DataFrame:
     """Bronze rows, one per merge key: ``deduplicated``, but sorting only the rows whose key repeats.
 
     Sorting every row spilled 3.2 GB at 100,000 persons (16M holdings) while keys delivered twice
     within one load are rare. The hashes of repeated keys are counted first (one long column) and held
     (appended to ``held``, released at the end of the run); only the rows with such a hash are sorted,
-    and each row is made a bronze row once.
+    and each row is made a bronze row once. ``unnumbered``, the same good rows before their line
+    numbers were joined on, is where the hashes are counted (the join adds nothing to a count).
     """
     if _merge_keys(source) != list(source.key):
         return deduplicated(bronze_rows(good, source), source)   # keyed by the row hash: small sources
-    keyed = keyed_rows(good, source)
-    hashes = repeated_key_hashes(keyed, source).localCheckpoint(eager=True)
+    if KEY_HASH not in good.columns:
+        good = with_key_hash(good, source)
+    hashes = repeated_key_hashes(unnumbered if unnumbered is not None else good).localCheckpoint(eager=True)
     held.append(hashes)
     n = hashes.count()
     if n == 0:
@@ -233,7 +234,7 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame]) -
         log.info("ingest %-14s %d key hashes delivered more than once: sorting every row", source.name, n)
         return deduplicated(bronze_rows(good, source), source)
     log.info("ingest %-14s %d key hashes delivered more than once: sorting their rows only", source.name, n)
-    once, again = split_by_repeated_hashes(keyed, hashes, source)
+    once, again = split_by_repeated_hashes(good, hashes)
     return bronze_rows(once, source).unionByName(deduplicated(bronze_rows(again, source), source))
 
 
@@ -268,7 +269,9 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     # Held in executor storage, not staged as a table: these rows still hold clear personal data.
     # A local checkpoint rather than persist(): a persisted frame keeps its plan, and every task
     # reading it deserialised that plan again (5,000 persons: 173 s deserialising, 124 s working).
-    cached = pseudonymised(validated_rows(raw, source), source, key).localCheckpoint(eager=True)
+    parsed = pseudonymised(validated_rows(raw, source), source, key)
+    own_key = _merge_keys(source) == list(source.key)
+    cached = (with_key_hash(parsed, source) if own_key else parsed).localCheckpoint(eager=True)
     out.cached.append(cached)
     # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
     # One pass over them counts rows per file and reason for the tally and finds the line breaks.
@@ -298,7 +301,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     log.info("ingest %-14s %d rows of %d batches parsed, checked and held at %.1f s", source.name, read,
              len(accepted), time.time() - started)
 
-    rows = unique_bronze_rows(good, source, out.cached)
+    rows = unique_bronze_rows(good, source, out.cached, unnumbered=cached.where("_reason IS NULL"))
     merge_into_bronze(wh, rows, source, n_rows=read - nbad)
     log.info("ingest %-14s %d rows merged into bronze at %.1f s", source.name, read - nbad, time.time() - started)
     # With no bad row counted, an empty frame (limit 0 reads nothing): looking for none would scan every row.
