@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from kequn import bronze, ingest
-from kequn.config import PipelineConfig
+from kequn.config import ConfigError, PipelineConfig
 from kequn.landing import SOURCES
 
 AS_OF = "2026-11-02"
@@ -169,3 +169,29 @@ def test_landing_files_are_hashed_once_per_size_and_mtime(spark, warehouse, land
     again = FileDigests({(uri, r.size, r.modified): "0" * 64})
     assert batches(spark, str(landing), "touch", AS_OF, again)[0].fingerprint == fresh[0].fingerprint
     assert uri in {row[0] for row in again.new}
+
+
+def test_sources_load_in_threads_keeping_the_job_group_order_and_first_failure(spark):
+    sc = spark.sparkContext
+    before = sc.getLocalProperty("spark.jobGroup.id")
+    sc.setLocalProperty("spark.jobGroup.id", "kequn:ingest")
+    finished = []
+
+    def load(source, pending):
+        if source == "bad":
+            raise ValueError("bad source")
+        # Each load runs Spark work under the caller's job group (the benchmark attributes by it).
+        n = spark.range(pending).count()
+        finished.append(source)
+        return source, n, sc.getLocalProperty("spark.jobGroup.id")
+
+    work = [("a", 3), ("b", 5), ("c", 7)]
+    assert ingest.loads(work, load, workers=2) == [("a", 3, "kequn:ingest"), ("b", 5, "kequn:ingest"),
+                                                   ("c", 7, "kequn:ingest")]
+    finished.clear()
+    with pytest.raises(ValueError, match="bad source"):
+        ingest.loads([("bad", 1), ("a", 2), ("b", 4)], load, workers=2)
+    assert sorted(finished) == ["a", "b"]        # the others still ran to their end
+    with pytest.raises(ConfigError, match="ingest.parallel_sources must be at least 1"):
+        ingest.loads(work, load, workers=0)
+    sc.setLocalProperty("spark.jobGroup.id", before)

@@ -135,6 +135,12 @@ class PseudonymConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class IngestConfig:
+    # sources loaded at once: one source's planning and Delta commits overlap another's tasks
+    parallel_sources: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
 class IdentityConfig:
     engine: str = "auto"  # auto | scipy | graphx | graphframes | dataframe
     # auto uses the driver-side scipy engine below this many edges.
@@ -164,6 +170,7 @@ class MaintenanceConfig:
 class PipelineConfig:
     spark: SparkConfig = dataclasses.field(default_factory=SparkConfig)
     pseudonym: PseudonymConfig = dataclasses.field(default_factory=PseudonymConfig)
+    ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     identity: IdentityConfig = dataclasses.field(default_factory=IdentityConfig)
     stream: StreamConfig = dataclasses.field(default_factory=StreamConfig)
     maintenance: MaintenanceConfig = dataclasses.field(default_factory=MaintenanceConfig)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from typing import Iterable, Optional, Sequence
 
 from delta.tables import DeltaTable
@@ -28,6 +29,7 @@ MODELS = "_models"
 
 # (session, table name) -> the location this process registered it at.
 _REGISTERED: dict[tuple[int, str], str] = {}
+_CATALOG_LOCK = threading.Lock()
 
 
 def absolute(root: str) -> str:
@@ -143,12 +145,13 @@ class Warehouse:
         if _REGISTERED.get(key) == path:
             return
         db, _ = name.split(".", 1)
-        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
-        if key in _REGISTERED:
-            # The session served another warehouse before: re-point the name (an external table; no data moves).
-            self.spark.sql(f"DROP TABLE IF EXISTS {name}")
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{path}'")
-        _REGISTERED[key] = path
+        with _CATALOG_LOCK:  # ingest loads sources in threads; "IF NOT EXISTS" is no guard against a race
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")
+            if key in _REGISTERED:
+                # The session served another warehouse before: re-point the name (an external table; no data moves).
+                self.spark.sql(f"DROP TABLE IF EXISTS {name}")
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{path}'")
+            _REGISTERED[key] = path
 
     def tables(self) -> list[str]:
         """Names of the Delta tables present in the warehouse."""
