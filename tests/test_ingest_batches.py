@@ -186,12 +186,12 @@ def test_sources_load_in_threads_keeping_the_job_group_order_and_first_failure(s
         return source, n, sc.getLocalProperty("spark.jobGroup.id")
 
     work = [("a", 3), ("b", 5), ("c", 7)]
-    assert ingest.loads(work, load, workers=2) == [("a", 3, "kequn:ingest"), ("b", 5, "kequn:ingest"),
+    assert ingest.loads(spark, work, load, workers=2) == [("a", 3, "kequn:ingest"), ("b", 5, "kequn:ingest"),
                                                    ("c", 7, "kequn:ingest")]
     finished.clear()
     with pytest.raises(ValueError, match="bad source"):
-        ingest.loads([("bad", 1), ("a", 2), ("b", 4)], load, workers=2)
+        ingest.loads(spark, [("bad", 1), ("a", 2), ("b", 4)], load, workers=2)
     assert sorted(finished) == ["a", "b"]        # the others still ran to their end
     with pytest.raises(ConfigError, match="ingest.parallel_sources must be at least 1"):
-        ingest.loads(work, load, workers=0)
+        ingest.loads(spark, work, load, workers=0)
     sc.setLocalProperty("spark.jobGroup.id", before)

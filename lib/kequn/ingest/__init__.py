@@ -341,8 +341,8 @@ class _Pending:
             getattr(self, name).extend(getattr(other, name))
 
 
-def loads(work: list[tuple[Source, list[Batch]]], load: Callable[[Source, list[Batch]], Result],
-          workers: int) -> list[Result]:
+def loads(spark: SparkSession, work: list[tuple[Source, list[Batch]]],
+          load: Callable[[Source, list[Batch]], Result], workers: int) -> list[Result]:
     """``load(source, batches)`` for each source, up to ``workers`` at once, results in ``work``'s order.
 
     Each source's load is a few dozen small Spark jobs with driver-side work between them (planning,
@@ -360,8 +360,9 @@ def loads(work: list[tuple[Source, list[Batch]]], load: Callable[[Source, list[B
 
     from pyspark.util import inheritable_thread_target
 
+    in_thread = inheritable_thread_target(spark)(load)   # the caller's job group, description and tags
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kequn-ingest") as pool:
-        futures = [pool.submit(inheritable_thread_target(load), source, pending) for source, pending in work]
+        futures = [pool.submit(in_thread, source, pending) for source, pending in work]
         errors = [f.exception() for f in futures]
     for e in errors:
         if e is not None:
@@ -388,7 +389,7 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
 
     counts: dict[str, int] = {}
     out = _Pending()
-    for got, part in loads(work, load, config.ingest.parallel_sources):
+    for got, part in loads(spark, work, load, config.ingest.parallel_sources):
         for k, v in got.items():
             counts[k] = counts.get(k, 0) + v
         out.add(part)
