@@ -118,3 +118,6 @@ def test_value_maps_the_aggregate_and_leaves_a_null_aggregate_null(spark):
     got = source_pass(view, cat.of_kind("statistic"), "2026-11-25").drop("_rows_in")
     expected = spark.createDataFrame([(1, 5, 2), (2, None, 0)], "one_id bigint, days_since_debit bigint, debits_doubled bigint")
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    # ``value`` is bound as a column, not with a lambda, so the projection over the aggregates is compiled.
+    plan = got._jdf.queryExecution().executedPlan().toString()
+    assert "lambdafunction" not in plan.lower(), plan

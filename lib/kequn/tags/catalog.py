@@ -416,9 +416,8 @@ def _first_line(e: Exception) -> str:
 def _analyse_stats(empty, tags: list[Tag], as_of: str) -> None:
     from pyspark.sql import functions as F
 
-    from .plan import defaulted, stat_column, value_column
-    out = empty.groupBy("one_id").agg(*[stat_column(t, as_of) for t in tags])
-    out = out.withColumn("as_of_date", F.lit(as_of).cast("date")).select(*[value_column(t) for t in tags])
+    from .plan import defaulted, stat_column, tag_values
+    out = tag_values(empty.groupBy("one_id").agg(*[stat_column(t, as_of) for t in tags]), tags, as_of)
     out.select(*[defaulted(t, F.col(t.code)) for t in tags]).schema
 
 

@@ -229,25 +229,32 @@ def stat_column(t: Tag, as_of: str):
     return F.expr(f"{d.agg} FILTER (WHERE {filter_condition(d, as_of)})").alias(t.code)
 
 
-def value_column(t: Tag):
-    """The tag's value from its aggregate: ``value`` bound with a one-element lambda, then typed.
+def tag_values(aggregates: DataFrame, tags: list[Tag], as_of: str) -> DataFrame:
+    """Each tag's value from its aggregate column: its ``value`` expression with ``value`` bound to the
+    aggregate (and ``as_of_date`` to the day), typed; the other columns pass through.
 
     A null aggregate (``max`` over no matching fact) stays null for the default to fill, as for a person
     with no rows in the source: ``greatest(0, ...)`` of nothing would otherwise read 0 where the
     definition means "no loan". One query per tag (filter, then aggregate) gives the same.
+    ``value`` is bound as a column, one tag after the other (a ``value`` expression reads nothing
+    else: kequn.tags.catalog), so the projections collapse into one that Spark compiles; a lambda
+    (``transform(array(x), value -> ...)``) would keep the whole projection interpreted.
     """
-    d = t.definition
-    if d.value:
-        mapped = F.expr(f"transform(array(`{t.code}`), value -> {d.value})[0]")
-        return F.when(F.col(f"`{t.code}`").isNotNull(), mapped).cast(t.spark_type).alias(t.code)
-    return F.col(t.code).cast(t.spark_type).alias(t.code)
+    out = aggregates.withColumn("as_of_date", F.lit(as_of).cast("date"))
+    for t in tags:
+        d, raw = t.definition, F.col(f"`{t.code}`")
+        if d.value:
+            out = (out.withColumn("value", raw)
+                   .withColumn(t.code, F.when(raw.isNotNull(), F.expr(d.value)).cast(t.spark_type)).drop("value"))
+        else:
+            out = out.withColumn(t.code, raw.cast(t.spark_type))
+    return out.drop("as_of_date")
 
 
 def source_pass(view: DataFrame, tags: list[Tag], as_of: str) -> DataFrame:
     """ONE aggregation over the source: one_id, every tag of the source, and _rows_in."""
     agg = view.groupBy("one_id").agg(F.count(F.lit(1)).alias("_rows_in"), *[stat_column(t, as_of) for t in tags])
-    agg = agg.withColumn("as_of_date", F.lit(as_of).cast("date"))
-    return agg.select("one_id", "_rows_in", *[value_column(t) for t in tags])
+    return tag_values(agg, tags, as_of).select("one_id", "_rows_in", *[F.col(f"`{t.code}`") for t in tags])
 
 
 def stats_by_source(catalog: Catalog) -> dict[str, list[Tag]]:
