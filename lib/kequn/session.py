@@ -45,7 +45,6 @@ LOCAL_DEFAULTS = {
     "spark.sql.shuffle.partitions": "4",
     "spark.default.parallelism": "4",
     "spark.sql.adaptive.enabled": "true",
-    "spark.sql.session.timeZone": "Asia/Shanghai",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": f"{local_memory_gb()}g",
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
@@ -56,6 +55,13 @@ LOCAL_DEFAULTS = {
     # Keep the driver's own output quiet: our log says what runs.
     "spark.log.level": "WARN",
 }
+
+
+# landing.md: timestamps are local time, China Standard Time. Parsing them and taking their dates must
+# happen in that zone wherever the job runs: under spark-submit the JVM's own zone (often UTC on a
+# cluster) would store every instant 8 hours off, and a warehouse written by both would disagree with
+# itself. So it is set in both modes, unless the command line or conf/pipeline.yaml names another.
+TIME_ZONE_KEY, TIME_ZONE = "spark.sql.session.timeZone", "Asia/Shanghai"
 
 
 def cached_jars(packages: list[str]) -> Optional[list[str]]:
@@ -111,6 +117,7 @@ def build_session(
     if not under_spark_submit():
         builder = builder.master(os.environ.get("KEQUN_SPARK_MASTER", config.spark.master))
         conf.update(LOCAL_DEFAULTS)
+        conf[TIME_ZONE_KEY] = TIME_ZONE
         conf.update(package_conf(versions.JVM_PACKAGES + list(extra_packages or [])))
         if os.environ.get("KEQUN_TEST"):
             conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
@@ -132,14 +139,18 @@ def build_session(
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
-    if under_spark_submit() and spark.sparkContext.getConf().get("spark.log.level") is None:
-        # Spark's INFO output (Delta prints whole snapshots) buries the stage log; --conf can say otherwise.
-        spark.sparkContext.setLogLevel("WARN")
+    if under_spark_submit():
+        submitted = spark.sparkContext.getConf()
+        if submitted.get("spark.log.level") is None:
+            # Spark's INFO output (Delta prints whole snapshots) buries the stage log; --conf can say otherwise.
+            spark.sparkContext.setLogLevel("WARN")
+        if submitted.get(TIME_ZONE_KEY) is None and TIME_ZONE_KEY not in conf:
+            spark.conf.set(TIME_ZONE_KEY, TIME_ZONE)
     # Where the code came from (the --py-files zip on a cluster) and where it runs: the first thing
     # to check when a submitted job behaves differently from a local one.
     import kequn
-    log.info("session: master %s, Spark %s, kequn from %s", spark.sparkContext.master, spark.version,
-             Path(kequn.__file__).parent)
+    log.info("session: master %s, Spark %s, kequn from %s, time zone %s", spark.sparkContext.master,
+             spark.version, Path(kequn.__file__).parent, spark.conf.get(TIME_ZONE_KEY))
     if warehouse:
         spark.sparkContext.setCheckpointDir(str(Path(warehouse).absolute() / "_checkpoints"))
         from .tables import Warehouse

@@ -248,7 +248,9 @@ class MicroBatch:
 def _zone(spark: SparkSession):
     from zoneinfo import ZoneInfo
 
-    return ZoneInfo(spark.conf.get("spark.sql.session.timeZone", "Asia/Shanghai"))
+    from ..session import TIME_ZONE, TIME_ZONE_KEY
+
+    return ZoneInfo(spark.conf.get(TIME_ZONE_KEY, TIME_ZONE))
 
 
 def _checkpoint_query_id(spark: SparkSession, checkpoint: str) -> str:
