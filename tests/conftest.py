@@ -40,7 +40,8 @@ DEMO_DAY1 = "2026-11-24"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nobody listens on now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -83,8 +84,8 @@ def submit_run(master: str, landing: Path, wh: Path, as_of: str, cwd: Path) -> s
 def run_on_local_cluster(state: Path, landing: Path, wh: Path, as_of: str) -> ClusterRun:
     """Start a standalone master and worker (scripts/local-cluster, from the pyspark wheel), submit one
     day's run from an empty driver folder, record what the cluster saw, stop it."""
-    env = dict(os.environ, KEQUN_CLUSTER_DIR=str(state), KEQUN_CLUSTER_PORT=str(_free_port()),
-               KEQUN_CLUSTER_UI_PORT=str(_free_port()), KEQUN_CLUSTER_CORES="2", KEQUN_CLUSTER_MEMORY="2g")
+    env = dict(os.environ, KEQUN_CLUSTER_DIR=str(state), KEQUN_CLUSTER_PORT=str(free_port()),
+               KEQUN_CLUSTER_UI_PORT=str(free_port()), KEQUN_CLUSTER_CORES="2", KEQUN_CLUSTER_MEMORY="2g")
     script = ROOT / "scripts" / "local-cluster"
     started = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stdout + started.stderr

@@ -18,18 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 pytestmark = pytest.mark.slow
 
 ONE_ID_MAP = [(1, "core_customer", "客群", dt.date(2026, 11, 24)),
               (2, "card_account", None, dt.date(2026, 11, 25)),
               (3, "app_user", "U-3", dt.date(2026, 11, 25))]
 START_TIMEOUT = 600  # a cold JVM on a busy 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_free(port: int) -> bool:
@@ -93,7 +89,7 @@ def server(spark, tmp_path_factory):
     wh.overwrite(spark.createDataFrame([("tok1", "张三 13800000000")], "token string, value string"),
                  "bronze.pii_vault")
 
-    port, cwd, log = _free_port(), root / "cwd", root / "server.log"
+    port, cwd, log = free_port(), root / "cwd", root / "server.log"
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEQUN_PSEUDONYM_KEY")}
     with open(log, "wb") as out:
