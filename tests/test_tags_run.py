@@ -1,5 +1,6 @@
 """The stage end to end on a small catalog: outputs, idempotence, tag-level gates."""
 import dataclasses
+import decimal
 import math
 import shutil
 
@@ -136,9 +137,12 @@ def test_binned_counts_persons_per_bin_for_each_label_and_tag(spark):
         {"code": "lvl", "name_zh": "l", "name_en": "l", "category": "value", "kind": "rule", "value_type": "string",
          "description": "x", "definition": {"expr": "'a'"}},
     ])
-    profile = spark.createDataFrame([(1.0, "a"), (2.0, "a"), (5.0, "b"), (10.0, None), (None, "a")],
-                                    "amt double, lvl string")
-    got = gates.binned(profile, cat, ["amt", "lvl"], {"own": {"amt": [2.0, 6.0]}, "prev": {"amt": [0.5]}})
+    D = decimal.Decimal
+    profile = spark.createDataFrame([(D("1.00"), "a"), (D("2.00"), "a"), (D("5.00"), "b"), (D("10.00"), None),
+                                     (None, "a")], "amt decimal(18,2), lvl string")
+    typed = gates.comparable(profile, cat, ["amt", "lvl"])
+    assert dict(typed.dtypes) == {"amt": "double", "lvl": "string"}
+    got = gates.binned(typed, cat, ["amt", "lvl"], {"own": {"amt": [2.0, 6.0]}, "prev": {"amt": [0.5]}})
     # a bin is the number of edges strictly below the value; no value is its own bin
     assert got == {("own", "amt"): {"b0": 2, "b1": 1, "b2": 1, gates.NULL_BIN: 1},
                    ("prev", "amt"): {"b1": 4, gates.NULL_BIN: 1},
