@@ -118,10 +118,10 @@ def binned(profile: DataFrame, catalog: Catalog, codes: list[str],
 
     Each (label, tag) bin is a column first, then the columns are stacked into (index, bin) rows. Built
     as one exploded array of (label, tag, bin) structs per person, the rows alone took 48 s for 1.24M
-    persons and 107 label-tag pairs. Numeric bins are counted as integers and named after the count
-    (at most eleven rows a pair) after the count, not for every person and pair: with that string
-    built per row and the casts inline, 124k persons and 107 pairs took 20.8 s in a fresh JVM (a daily
-    run's) and 6.9 s warm; now 8.4 s and 5.7 s.
+    persons and 107 label-tag pairs. Numeric bins are counted as integers and named "b<n>" once
+    counted (at most eleven rows a pair), not for every person and pair: with that string built per
+    row and the casts inline, 124k persons and 107 pairs took 20.8 s in a fresh JVM (a daily run's)
+    and 6.9 s warm; now 8.4 s and 5.7 s.
     """
     numeric = set(_numeric(catalog, codes))
     pairs: list[tuple[str, str]] = []
