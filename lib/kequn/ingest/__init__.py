@@ -302,14 +302,21 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     log.info("ingest %-14s %d rows of %d batches parsed, checked and held at %.1f s", source.name, read,
              len(accepted), time.time() - started)
 
-    rows = unique_bronze_rows(good, source, out.cached, unnumbered=cached.where("_reason IS NULL"))
-    merge_into_bronze(wh, rows, source, n_rows=read - nbad)
-    log.info("ingest %-14s %d rows merged into bronze at %.1f s", source.name, read - nbad, time.time() - started)
+    if read - nbad == 0 and wh.exists(f"bronze.{source.name}"):
+        # A MERGE of no rows still plans, scans the target's files and commits an empty version: about
+        # 3 s a source on the demo's second day, where two sources deliver empty files.
+        log.info("ingest %-14s no row to merge into bronze", source.name)
+    else:
+        rows = unique_bronze_rows(good, source, out.cached, unnumbered=cached.where("_reason IS NULL"))
+        merge_into_bronze(wh, rows, source, n_rows=read - nbad)
+        log.info("ingest %-14s %d rows merged into bronze at %.1f s", source.name, read - nbad,
+                 time.time() - started)
     # With no bad row counted, an empty frame (limit 0 reads nothing): looking for none would scan every row.
     q = quarantine_rows(with_raw_fields(bad if nbad else bad.limit(0), source, list(groups)), source, as_of)
     out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
                               F.col("_verbatim").alias("value")))
     out.quarantine.append(q.drop("_verbatim"))
+    out.quarantined += nbad
     log.info("ingest %-14s batches=%d rows_read=%d loaded=%d quarantined=%d (%.1fs)", source.name, len(accepted),
              read, read - nbad, nbad, time.time() - started)
     for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
@@ -335,10 +342,12 @@ class _Pending:
         self.ledger: list[tuple] = []
         self.errors: list[str] = []
         self.cached: list[DataFrame] = []
+        self.quarantined = 0   # rows in ``quarantine``'s frames
 
     def add(self, other: "_Pending") -> None:
         for name in ("vault", "quarantine", "ledger", "errors", "cached"):
             getattr(self, name).extend(getattr(other, name))
+        self.quarantined += other.quarantined
 
 
 def loads(spark: SparkSession, work: list[tuple[Source, list[Batch]]],
@@ -396,7 +405,8 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
     if out.vault:
         vault = reduce(DataFrame.unionByName, out.vault).dropDuplicates(["token"])
         wh.merge(vault, VAULT, ["token"], update_when="false")
-    if out.quarantine:
+    # The quarantine is created on the first load, good or bad, so that it can always be read.
+    if out.quarantine and (out.quarantined or not wh.exists(QUARANTINE)):
         wh.merge(reduce(DataFrame.unionByName, out.quarantine), QUARANTINE, ["source", "file", "line"],
                  update_when="false")
     if digests.new:
