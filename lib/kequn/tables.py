@@ -217,9 +217,7 @@ class Warehouse:
             writer = writer.option("overwriteSchema", "true")
         if stats_columns and not exists:
             writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(self.path(name))
+        _partitioned(writer, df, name, partition_by).save(self.path(name))
         self.register(name)
         self._published(name, df, True, replace_where if partial else None)
 
@@ -239,9 +237,7 @@ class Warehouse:
         """Append; ``options`` such as Delta's txnAppId/txnVersion make a replayed append a no-op."""
         first = name in self._passed and not self.exists(name)
         writer = df.write.format("delta").mode("append").options(**(options or {}))
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.save(self.path(name))
+        _partitioned(writer, df, name, partition_by).save(self.path(name))
         self.register(name)
         self._published(name, df, first)
 
@@ -277,3 +273,19 @@ class Warehouse:
         path = self.staging_path(name)
         df.write.mode("overwrite").parquet(path)
         return self.spark.read.parquet(path)
+
+
+def _partitioned(writer, df: DataFrame, name: str, partition_by: Sequence[str]):
+    """``writer`` partitioned by ``partition_by``, none of them a timestamp column.
+
+    A timestamp partition value is text in the session's time zone, and the session turns off the check
+    Delta runs for that case (``kequn.session.DELTA_ZONE_CHECK_KEY``): such a table is refused here.
+    """
+    if not partition_by:
+        return writer
+    types = dict(df.dtypes)
+    timed = [c for c in partition_by if types.get(c, "").startswith("timestamp")]
+    if timed:
+        raise ValueError(f"{name}: partition column(s) {', '.join(timed)} of type timestamp; kequn partitions "
+                         "by dates (a timestamp partition value depends on the session's time zone)")
+    return writer.partitionBy(*partition_by)

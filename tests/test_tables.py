@@ -1,0 +1,67 @@
+"""Table writes under the session kequn builds: the file list Delta keeps, and the partitions it allows.
+
+The session runs in China Standard Time (landing.md) and turns off Delta's re-derivation of a small
+table's file list after every commit, which Delta forces in any zone but UTC (kequn.session). These
+tests check what that re-derivation would have checked, from the table's own files: the list kept in
+the latest checksum file is the list the commit log adds up to.
+"""
+import glob
+import json
+import os
+
+import pytest
+from pyspark.sql import functions as F
+
+from kequn.session import DELTA_ZONE_CHECK_KEY, TIME_ZONE, TIME_ZONE_KEY
+
+D1, D2 = "2026-11-24", "2026-11-25"
+
+
+def _rows(spark, day, n, offset=0):
+    """``n`` rows of ``day``, with a timestamp column (its statistics are zone-formatted strings)."""
+    return spark.createDataFrame([(day, i + offset, f"{day} 0{i % 10}:30:00") for i in range(n)],
+                                 "as_of string, id int, at string") \
+        .select(F.to_date("as_of").alias("as_of"), "id", F.to_timestamp("at").alias("at"))
+
+
+def _replayed(log_dir):
+    """path -> (partition values, statistics) of the files the commit log leaves live."""
+    live = {}
+    for commit in sorted(glob.glob(os.path.join(log_dir, "*.json"))):
+        with open(commit) as f:
+            for line in f:
+                action = json.loads(line)
+                if "add" in action:
+                    live[action["add"]["path"]] = (action["add"]["partitionValues"], action["add"].get("stats"))
+                elif "remove" in action:
+                    live.pop(action["remove"]["path"], None)
+    return live
+
+
+def test_file_list_kept_in_the_checksum_is_what_the_log_adds_up_to_in_shanghai_time(spark, warehouse):
+    assert spark.conf.get(TIME_ZONE_KEY) == TIME_ZONE
+    assert spark.conf.get(DELTA_ZONE_CHECK_KEY) == "false"
+    name = "gold.zone_check"
+    warehouse.replace_day(_rows(spark, D1, 3), name, D1)          # creates the table
+    warehouse.replace_day(_rows(spark, D2, 2), name, D2)
+    warehouse.replace_day(_rows(spark, D1, 4), name, D1)          # D1's files replaced
+    warehouse.merge(_rows(spark, D2, 3, offset=1), name, ["as_of", "id"])   # one row updated, two inserted
+
+    log_dir = os.path.join(warehouse.path(name), "_delta_log")
+    latest = sorted(glob.glob(os.path.join(log_dir, "*.crc")))[-1]
+    assert os.path.basename(latest).startswith(f"{warehouse.version(name):020d}")
+    with open(latest) as f:
+        kept = json.load(f)["allFiles"]
+    assert kept, "Delta kept the file list in the checksum (the path the turned-off check verified)"
+    assert {a["path"]: (a["partitionValues"], a.get("stats")) for a in kept} == _replayed(log_dir)
+    counts = {str(r.as_of): r["count"] for r in warehouse.read(name).groupBy("as_of").count().collect()}
+    assert counts == {D1: 4, D2: 4}
+
+
+def test_a_timestamp_partition_column_is_refused(spark, warehouse):
+    df = _rows(spark, D1, 2)
+    with pytest.raises(ValueError, match=r"gold\.by_time: partition column\(s\) at of type timestamp"):
+        warehouse.append(df, "gold.by_time", partition_by=("at",))
+    with pytest.raises(ValueError, match="timestamp"):
+        warehouse.overwrite(df, "gold.by_time", partition_by=("as_of", "at"))
+    assert not warehouse.exists("gold.by_time")
