@@ -68,7 +68,8 @@ TIME_ZONE_KEY, TIME_ZONE = "spark.sql.session.timeZone", "Asia/Shanghai"
 # reaches a file list only through timestamp partition values, which Delta formats in a session's zone
 # (delta-io/delta#3378, #5599). kequn partitions by dates alone, and Warehouse refuses a timestamp
 # partition column, so the check guards nothing here; it was 110 of 1,398 Spark jobs of the 150-person
-# second day, and the day took 163.4 s with it, 149.3 s without (means of two runs each, 2026-12-04). tests/test_tables.py checks what it checked. Set in both modes, like the zone.
+# second day, and the day took 163.4 s with it, 149.3 s without (means of two runs each,
+# 2026-12-04). tests/test_tables.py checks what it checked. Set in both modes, like the zone.
 DELTA_ZONE_CHECK_KEY = "spark.databricks.delta.allFilesInCrc.verificationMode.forceOnNonUTC.enabled"
 SESSION_SETTINGS = {TIME_ZONE_KEY: TIME_ZONE, DELTA_ZONE_CHECK_KEY: "false"}
 
