@@ -64,9 +64,9 @@ LOCAL_DEFAULTS = {
 TIME_ZONE_KEY, TIME_ZONE = "spark.sql.session.timeZone", "Asia/Shanghai"
 
 # In any zone but UTC, Delta re-derives a small table's file list from the table's whole log after every
-# commit, to check the list it keeps in the commit's checksum file (on by default: forceOnNonUTC). A zone
-# reaches a file list only through timestamp partition values, which Delta formats in a session's zone
-# (delta-io/delta#3378, #5599). kequn partitions by dates alone, and Warehouse refuses a timestamp
+# commit, to check the list it keeps in the commit's checksum file (on by default: forceOnNonUTC). Delta
+# does not say why; its fixes show a zone reaching a file list through timestamp partition values, which
+# Delta formats in a session's zone (delta-io/delta#3378, #5599). kequn partitions by dates alone, and Warehouse refuses a timestamp
 # partition column, so the check guards nothing here; it was 110 of 1,398 Spark jobs of the 150-person
 # second day, and the day took 163.4 s with it, 149.3 s without (means of two runs each,
 # 2026-12-04). tests/test_tables.py checks what it checked. Set in both modes, like the zone.
