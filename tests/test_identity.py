@@ -8,10 +8,10 @@ from pyspark.sql import functions as F
 
 from kequn.config import IdentityConfig, PipelineConfig
 from kequn.identity import explain, one_id_map_as_of, run
-from kequn.identity.edges import identifiers_of
+from kequn.identity.edges import identifiers_of, keyed_vertices, new_dictionary_entries, record_vertices
 from kequn.identity.numbering import numbered
 from kequn.identity.guard import blocklisted, degrees, linking_identifiers, over_limit
-from kequn.identity.stable import assign_one_ids
+from kequn.identity.stable import one_id_decisions, one_id_map
 
 # ------------------------------------------------------------------ bronze test data
 
@@ -100,6 +100,22 @@ def test_guard_blocks_identifiers_over_limit_and_blocklisted(spark):
     assert deg.where("id_token = 'm1'").first().degree == 1
 
 
+def test_new_vertex_ids_follow_the_dictionary_in_key_order(spark):
+    dictionary = spark.createDataFrame([("record", "app_user", "A1", 1), ("identifier", "mobile", "m1", 7)],
+                                       "kind string, ns string, key string, vertex bigint")
+    keys = spark.createDataFrame([("record", "app_user", "A1"), ("record", "app_user", "A3"),
+                                  ("record", "app_user", "A2"), ("identifier", "mobile", "m1"),
+                                  ("identifier", "mobile", "m0")], "kind string, ns string, key string")
+    keyed = keyed_vertices(keys, dictionary)
+    fresh = new_dictionary_entries(keyed, top=7)
+    # New keys numbered after the largest vertex, in (kind, ns, key) order; known keys keep theirs.
+    assert sorted(tuple(r) for r in fresh.collect()) == [
+        ("identifier", "mobile", "m0", 8), ("record", "app_user", "A2", 9), ("record", "app_user", "A3", 10)]
+    vertices = keyed.where("vertex IS NOT NULL").unionByName(fresh)
+    assert sorted(tuple(r) for r in record_vertices(vertices).collect()) == [
+        ("app_user", "A1", 1), ("app_user", "A2", 9), ("app_user", "A3", 10)]
+
+
 def test_numbered_is_row_number_over_the_whole_frame(spark):
     from pyspark.sql import Window
     keys = [("record" if i % 3 else "identifier", f"ns{i % 4}", f"k{(i * 7919) % 1000:04d}") for i in range(300)]
@@ -110,7 +126,7 @@ def test_numbered_is_row_number_over_the_whole_frame(spark):
         assert_df_equality(numbered(df, order, partitions=partitions), expected, ignore_row_order=True)
 
 
-def test_assign_one_ids_keep_merge_split_new(spark):
+def test_one_ids_keep_merge_split_new(spark):
     prev = spark.createDataFrame([
         ("s", "a1", 1), ("s", "a2", 1),                      # person 1 unchanged
         ("s", "b1", 2), ("s", "c1", 3),                      # 2 and 3 merge
@@ -124,7 +140,8 @@ def test_assign_one_ids_keep_merge_split_new(spark):
         ("s", "e1", 400), ("s", "e2", 410),
         ("s", "f1", 500),                                    # brand new
     ], "source string, source_key string, component bigint")
-    mapping, decisions = assign_one_ids(cur, prev, max_issued=9)
+    decisions = one_id_decisions(cur, prev, max_issued=9)
+    mapping = one_id_map(cur, decisions)
     got = {r.source_key: r.one_id for r in mapping.collect()}
     assert got == {"a1": 1, "a2": 1, "b1": 2, "c1": 2, "d1": 4, "d2": 4, "d3": 10,
                    "e1": 5, "e2": 11, "f1": 12}

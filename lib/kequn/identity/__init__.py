@@ -24,11 +24,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .components import components
-from .edges import (DICTIONARY, DICTIONARY_DDL, all_identifiers, all_records, contracted_edges, master_frames,
-                    new_dictionary_entries, vertex_keys, with_record_vertex)
+from .edges import (DICTIONARY, DICTIONARY_DDL, all_listed_identifiers, contracted_edges, identifiers_in, keyed_vertices,
+                    master_frames, new_dictionary_entries, record_vertices, records_of, vertex_keys)
 from .explain import EDGES, HISTORY, create_explain_view, explain, history_day, one_id_map_as_of, small_map
 from .guard import blocklisted, degrees, linking_identifiers, over_limit
-from .stable import HISTORY_DDL, assign_one_ids, event_counts, lineage
+from .stable import HISTORY_DDL, event_counts, lineage, one_id_decisions, one_id_map
 
 __all__ = ["run", "one_id_map_as_of", "small_map", "explain", "components", "previous_map"]
 
@@ -73,8 +73,10 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
         raise RuntimeError(f"identity {as_of}: no master-data table in bronze; run ingest first")
     log.info("identity %s: sources %s", as_of, sorted(masters))
 
-    records = all_records(masters).localCheckpoint(eager=True)
-    record_ids = all_identifiers(masters).localCheckpoint(eager=True)
+    record_lists = all_listed_identifiers(masters).localCheckpoint(eager=True)
+    records = records_of(record_lists)
+    record_ids = identifiers_in(record_lists)
+    log.info("identity %s: records and their identifiers read at %.1f s", as_of, time.perf_counter() - t_start)
 
     # Shared-point guard.
     deg = degrees(record_ids).localCheckpoint(eager=True)
@@ -86,32 +88,38 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
     staged_shared = wh.stage(shared, SHARED)
     staged_edges = wh.stage(linking.select(day.alias("as_of"), "source", "source_key", "id_type", "id_token"), EDGES)
     linking = staged_edges.drop("as_of")
+    log.info("identity %s: shared points guarded, edges staged at %.1f s", as_of, time.perf_counter() - t_start)
 
     # Vertex ids (append-only dictionary; a re-run adds nothing).
     dictionary = wh.read_or_empty(DICTIONARY, DICTIONARY_DDL)
-    fresh = new_dictionary_entries(vertex_keys(records, linking), dictionary).localCheckpoint(eager=True)
+    keyed = keyed_vertices(vertex_keys(records, linking), dictionary).localCheckpoint(eager=True)
+    top = dictionary.agg(F.max("vertex")).first()[0] or 0     # from the file statistics
+    fresh = new_dictionary_entries(keyed, top).localCheckpoint(eager=True)
     n_fresh = fresh.count()
     if n_fresh or not wh.exists(DICTIONARY):
         wh.append(fresh, DICTIONARY)
-    dictionary = wh.read(DICTIONARY)
-    log.info("identity %s: %d new vertex ids", as_of, n_fresh)
+    vertices = keyed.where(F.col("vertex").isNotNull()).unionByName(fresh)
+    log.info("identity %s: %d new vertex ids at %.1f s", as_of, n_fresh, time.perf_counter() - t_start)
 
     # Graph and components.
-    rec_v = with_record_vertex(records, dictionary).localCheckpoint(eager=True)
-    graph = contracted_edges(with_record_vertex(linking, dictionary)).localCheckpoint(eager=True)
+    rec_v = record_vertices(vertices).localCheckpoint(eager=True)
+    graph = contracted_edges(linking.join(rec_v, ["source", "source_key"])).localCheckpoint(eager=True)
     n_graph = graph.count()
     t0 = time.perf_counter()
     comps = components(graph, icfg.engine, local_max_edges=icfg.local_max_edges).localCheckpoint(eager=True)
     t_cc = time.perf_counter() - t0
+    log.info("identity %s: graph of %d edges built, components found at %.1f s", as_of, n_graph,
+             time.perf_counter() - t_start)
     current = (rec_v.join(comps.withColumnRenamed("vertex", "record_vertex"), "record_vertex", "left")
-               .select("source", "source_key", F.coalesce("component", "record_vertex").alias("component")))
+               .select("source", "source_key", F.coalesce("component", "record_vertex").alias("component"))
+               .localCheckpoint(eager=True))
 
     # Stable ids.
     previous, max_issued = previous_map(wh, as_of)
-    mapping, decisions = assign_one_ids(current, previous, max_issued)
-    staged_map = wh.stage(mapping, MAP)
-    staged_decisions = decisions.localCheckpoint(eager=True)
+    staged_decisions = one_id_decisions(current, previous, max_issued).localCheckpoint(eager=True)
+    staged_map = wh.stage(one_id_map(current, staged_decisions), MAP)
     staged_lineage = wh.stage(lineage(staged_decisions, as_of), LINEAGE)
+    log.info("identity %s: one_ids matched with the previous day at %.1f s", as_of, time.perf_counter() - t_start)
 
     sizes = staged_map.groupBy("one_id").count()
     size_row = sizes.agg(F.count(F.lit(1)).alias("n"), F.max("count").alias("mx")).collect()[0]
@@ -134,12 +142,13 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
         + ", blocked_share double, engine string, components_seconds double",
     ).withColumn("as_of", day).withColumn("engine", F.lit(icfg.engine))
     staged_health = wh.stage(health, HEALTH)
-    log.info("identity %s health: %s (components %.1f s, engine %s)", as_of,
-             ", ".join(f"{k}={v}" for k, v in figures.items()), t_cc, icfg.engine)
+    log.info("identity %s health: %s (components %.1f s, engine %s) at %.1f s", as_of,
+             ", ".join(f"{k}={v}" for k, v in figures.items()), t_cc, icfg.engine, time.perf_counter() - t_start)
 
     staged_history = staged_map.select(day.alias("as_of"), "source", "source_key", "one_id")
     gate(wh, as_of, {MAP: staged_map, SHARED: staged_shared, LINEAGE: staged_lineage, HEALTH: staged_health,
                      EDGES: staged_edges, HISTORY: staged_history})
+    log.info("identity %s: quality gate passed at %.1f s", as_of, time.perf_counter() - t_start)
 
     # Publication: every write is a replace of the day (or a MERGE of the same rows), so a re-run
     # after a failure anywhere here converges to the same tables.

@@ -36,21 +36,35 @@ def _valid(df: DataFrame, column: str) -> F.Column:
     return present
 
 
-def records_of(master: DataFrame, source: str) -> DataFrame:
-    """``(source, source_key)`` for each row of one master source (already as of the day)."""
+def listed_identifiers(master: DataFrame, source: str) -> DataFrame:
+    """``(source, source_key, ids)``: each record of one master source (already as of the day) with the
+    array of its distinct valid identifiers, ``struct(id_type, id_token)`` (empty when it has none).
+
+    Records and their identifiers are both read from this one frame, so that the day's master versions
+    are resolved once rather than once for each.
+    """
     key = SOURCES[source].key[0]
-    return master.select(F.lit(source).alias("source"), F.col(key).cast("string").alias("source_key"))
+    ids = [F.when(_valid(master, column), F.struct(F.lit(id_type).alias("id_type"),
+                                                   F.col(column).cast("string").alias("id_token")))
+           for column, id_type in IDENTIFIER_COLUMNS[source].items()]
+    return master.select(F.lit(source).alias("source"), F.col(key).cast("string").alias("source_key"),
+                         F.array_distinct(F.array_compact(F.array(*ids))).alias("ids"))
+
+
+def records_of(listed: DataFrame) -> DataFrame:
+    """``(source, source_key)`` of each record of :func:`listed_identifiers`."""
+    return listed.select("source", "source_key")
+
+
+def identifiers_in(listed: DataFrame) -> DataFrame:
+    """``(source, source_key, id_type, id_token)``: one row per valid identifier of each record."""
+    return (listed.select("source", "source_key", F.explode("ids").alias("_id"))
+            .select("source", "source_key", "_id.id_type", "_id.id_token"))
 
 
 def identifiers_of(master: DataFrame, source: str) -> DataFrame:
-    """``(source, source_key, id_type, id_token)``: one row per valid identifier of each record."""
-    key = SOURCES[source].key[0]
-    parts = []
-    for column, id_type in IDENTIFIER_COLUMNS[source].items():
-        parts.append(master.where(_valid(master, column)).select(
-            F.lit(source).alias("source"), F.col(key).cast("string").alias("source_key"),
-            F.lit(id_type).alias("id_type"), F.col(column).cast("string").alias("id_token")))
-    return reduce(DataFrame.unionByName, parts).distinct()
+    """:func:`identifiers_in` of one master source's rows."""
+    return identifiers_in(listed_identifiers(master, source))
 
 
 def master_frames(wh, as_of: str) -> dict[str, DataFrame]:
@@ -60,12 +74,8 @@ def master_frames(wh, as_of: str) -> dict[str, DataFrame]:
     return {s: master_as_of(wh, s, as_of) for s in MASTER_SOURCES if wh.exists(table_name(s))}
 
 
-def all_records(masters: Mapping[str, DataFrame]) -> DataFrame:
-    return reduce(DataFrame.unionByName, [records_of(df, s) for s, df in masters.items()])
-
-
-def all_identifiers(masters: Mapping[str, DataFrame]) -> DataFrame:
-    return reduce(DataFrame.unionByName, [identifiers_of(df, s) for s, df in masters.items()])
+def all_listed_identifiers(masters: Mapping[str, DataFrame]) -> DataFrame:
+    return reduce(DataFrame.unionByName, [listed_identifiers(df, s) for s, df in masters.items()])
 
 
 # ----------------------------------------------------------------------------------- vertex ids
@@ -78,24 +88,26 @@ def vertex_keys(records: DataFrame, record_ids: DataFrame) -> DataFrame:
             .distinct())
 
 
-def new_dictionary_entries(keys: DataFrame, dictionary: DataFrame) -> DataFrame:
-    """Keys missing from ``dictionary``, numbered from its maximum + 1 in (kind, ns, key) order."""
-    missing = keys.join(dictionary.select("kind", "ns", "key"), ["kind", "ns", "key"], "left_anti")
-    top = dictionary.agg(F.coalesce(F.max("vertex"), F.lit(0)).alias("top"))
-    return (numbered(missing, ["kind", "ns", "key"]).crossJoin(F.broadcast(top))
-            .select("kind", "ns", "key", (F.col("top") + F.col("_n")).cast("bigint").alias("vertex")))
+def keyed_vertices(keys: DataFrame, dictionary: DataFrame) -> DataFrame:
+    """``(kind, ns, key, vertex)``: each of ``keys`` with its dictionary vertex, null when it has none yet.
+
+    One join tells both which keys are new and the vertex of every other one.
+    """
+    return keys.join(dictionary.select("kind", "ns", "key", "vertex"), ["kind", "ns", "key"], "left")
 
 
-def with_record_vertex(df: DataFrame, dictionary: DataFrame) -> DataFrame:
-    d = dictionary.where(F.col("kind") == RECORD).select(
+def new_dictionary_entries(keyed: DataFrame, top: int) -> DataFrame:
+    """The keys of ``keyed`` without a vertex, numbered ``top`` + 1, + 2, ... in (kind, ns, key) order
+    (``top``: the dictionary's largest vertex, 0 when empty)."""
+    missing = keyed.where(F.col("vertex").isNull()).select("kind", "ns", "key")
+    return numbered(missing, ["kind", "ns", "key"]).select(
+        "kind", "ns", "key", (F.lit(int(top)) + F.col("_n")).cast("bigint").alias("vertex"))
+
+
+def record_vertices(vertices: DataFrame) -> DataFrame:
+    """``(source, source_key, record_vertex)`` of the records among ``vertices(kind, ns, key, vertex)``."""
+    return vertices.where(F.col("kind") == RECORD).select(
         F.col("ns").alias("source"), F.col("key").alias("source_key"), F.col("vertex").alias("record_vertex"))
-    return df.join(d, ["source", "source_key"])
-
-
-def with_identifier_vertex(df: DataFrame, dictionary: DataFrame) -> DataFrame:
-    d = dictionary.where(F.col("kind") == IDENTIFIER).select(
-        F.col("ns").alias("id_type"), F.col("key").alias("id_token"), F.col("vertex").alias("identifier_vertex"))
-    return df.join(d, ["id_type", "id_token"])
 
 
 # ----------------------------------------------------------------------------------- graph edges
