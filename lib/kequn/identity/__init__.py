@@ -10,7 +10,7 @@ Per run day ``as_of``:
 4. components mapped onto the previous day's one_ids (:mod:`.stable`);
 5. outputs staged, checked by the quality gate, then written (idempotent per day).
 
-Tables written: ``gold.one_id_map`` (MERGE), ``silver.one_id_map_history`` (as_of partition),
+Tables written: ``gold.one_id_map`` (replaced), ``silver.one_id_map_history`` (as_of partition),
 ``gold.one_id_lineage`` (as_of partition), ``gold.identity_shared_identifiers`` (replaced),
 ``gold.identity_health`` (as_of partition), ``silver.identity_edges`` (as_of partition),
 ``silver.identity_vertex_dictionary`` (append-only).
@@ -150,12 +150,15 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
                      EDGES: staged_edges, HISTORY: staged_history})
     log.info("identity %s: quality gate passed at %.1f s", as_of, time.perf_counter() - t_start)
 
-    # Publication: every write is a replace of the day (or a MERGE of the same rows), so a re-run
-    # after a failure anywhere here converges to the same tables.
+    # Publication: every write replaces a table or its day, so a re-run after a failure anywhere here
+    # converges to the same tables.
     wh.replace_day(staged_edges, EDGES, as_of)
     wh.replace_day(staged_history, HISTORY, as_of)
     if not wh.holds_day_after(HISTORY, as_of):
-        wh.merge(staged_map, MAP, ["source", "source_key"], update_when="t.one_id <> s.one_id")
+        # Replaced, not merged: the day's map holds every record, and a MERGE rewrote every file of the
+        # table anyway (1M persons: 22 s, where the same rows take 3.3 s as the history's day). Written as
+        # gated, the quality stage need not read it again.
+        wh.overwrite(staged_map, MAP)
         wh.overwrite(staged_shared, SHARED)
     else:
         # A backfill of an older day: its map is in the history; the current map stays the latest day's.
