@@ -9,7 +9,7 @@ from kequn.config import ConfigError
 from kequn.pipeline import STAGES, tables_written_by
 from kequn.quality import RESULTS_TABLE, QualityGateError, gate, run, suites_for
 from kequn.quality.engine import reads_stored_rows
-from kequn.quality.expectations import PII_REGEX
+from kequn.quality.expectations import PII_REGEX, long_form_misfits
 
 AS_OF = "2026-11-03"
 MAP_DDL = "source string, source_key string, one_id bigint"
@@ -128,6 +128,42 @@ def test_foreign_key_violation_is_detected(spark, warehouse, conf):
     # a map staged in the same gate call is the reference, not the published one: passes
     new_map = one_id_map(spark, [("core_customer", "C1", 1), ("app_user", "A7", 7), ("app_user", "A8", 8)])
     gate(warehouse, AS_OF, {"gold.tag_values": bad, "gold.one_id_map": new_map})
+
+
+def test_long_form_misfits_are_keys_without_each_name_exactly_once(spark):
+    rows = [(1, t) for t in "abc"]               # fits
+    rows += [(2, "a"), (2, "a"), (2, "b")]       # as many rows as names, one twice and one missing
+    rows += [(3, "a"), (3, "b")]                 # one missing
+    rows += [(4, t) for t in "abc"] + [(4, None)]  # a null name beside all three
+    rows += [(5, t) for t in "abcc"]             # one twice
+    rows += [(6, t) for t in "cba"]              # fits, in another order
+    df = spark.createDataFrame(rows, "one_id bigint, tag_code string")
+    assert long_form_misfits(df, ["one_id"], "tag_code").collect()[0]["misfits"] == 4
+    assert long_form_misfits(df.where("one_id IN (1, 6)"), ["one_id"], "tag_code").first()["misfits"] == 0
+    # More names than one 63-bit block: a name of the second block twice, another of it missing.
+    names = [f"t{i:03d}" for i in range(70)]
+    wide = [(1, t) for t in names] + [(2, t) for t in names[:66] + ["t065"] + names[67:]]
+    df = spark.createDataFrame(wide, "one_id bigint, tag_code string")
+    assert long_form_misfits(df, ["one_id"], "tag_code").first()["misfits"] == 1
+    assert long_form_misfits(df.where("one_id = 1"), ["one_id"], "tag_code").first()["misfits"] == 0
+
+
+def test_long_form_suite_fails_the_gate_on_a_repeated_tag_row(spark, warehouse, conf):
+    conf("""
+    suites:
+      - table: gold.tag_values
+        partition_column: as_of
+        long_form: {keys: [as_of, one_id], name: tag_code}
+    """)
+    good = [(AS_OF, 1, "aum", "10.00"), (AS_OF, 1, "age", "30"), (AS_OF, 2, "aum", None), (AS_OF, 2, "age", "41")]
+    gate(warehouse, AS_OF, {"gold.tag_values": tag_values(spark, good)})
+    passed = results(warehouse).where("table_name = 'gold.tag_values'").collect()
+    label = "expect_column_max_to_be_between: long_form(as_of, one_id x tag_code: one row per key and tag_code)"
+    assert [(r.expectation, r.success, r.observed_value) for r in passed if "long_form" in r.expectation] == [
+        (label, True, "0")]
+    repeated = good[:3] + [(AS_OF, 2, "aum", "5.00")]
+    with pytest.raises(QualityGateError, match=r"gold.tag_values: .*long_form\(as_of, one_id x tag_code.* -> observed 1"):
+        gate(warehouse, AS_OF, {"gold.tag_values": tag_values(spark, repeated)})
 
 
 def test_pii_scanner_catches_clear_mobile_and_id_number(spark, warehouse, conf):
@@ -260,6 +296,8 @@ def test_project_suites_load():
             "gold.journey_actions", "bronze.core_customer"} <= set(suites)
     assert "bronze.pii_vault" not in suites
     assert suites["gold.tag_values"].foreign_keys[0].references == "silver.one_id_map_history"
+    assert (suites["gold.tag_values"].long_form.keys, suites["gold.tag_values"].long_form.name) == (
+        ["as_of", "one_id"], "tag_code")
 
 
 def test_stage_does_not_read_again_what_this_runs_gate_validated_as_published(spark, warehouse, conf):

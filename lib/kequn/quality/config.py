@@ -66,6 +66,21 @@ class FreshnessCheck:
 
 
 @dataclass(frozen=True)
+class LongFormCheck:
+    """A long form: each ``keys`` tuple holds exactly one row for every ``name`` of the checked rows, none
+    twice and none missing. ``keys`` + ``name`` are then unique, and each key is complete.
+
+    Checked by one aggregation per key (a row count and one bit per name), which Spark reduces before it
+    shuffles: a long form's rows of one key sit together. ``keys: {columns: [<keys>, <name>]}`` checks the
+    uniqueness alone with a window over every row (89M rows of gold.tag_values at 1,000,000 persons: 54 s
+    against 18 s).
+    """
+    keys: list[str]
+    name: str
+    severity: Severity = "critical"
+
+
+@dataclass(frozen=True)
 class IdentityCheck:
     """Bounds on the identity graph, checked beside gold.one_id_map.
 
@@ -109,6 +124,7 @@ class TableSuite:
     value_sets: list[ValueSetCheck] = field(default_factory=list)
     ranges: list[RangeCheck] = field(default_factory=list)
     foreign_keys: list[ForeignKeyCheck] = field(default_factory=list)
+    long_form: Optional[LongFormCheck] = None
     row_count: Optional[RowCountCheck] = None
     freshness: Optional[FreshnessCheck] = None
     identity: Optional[IdentityCheck] = None

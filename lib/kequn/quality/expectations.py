@@ -4,8 +4,8 @@ Two batches per table at most:
 
 * the table itself ("main"): keys, not-null, value sets, ranges, row count, freshness, PII scan
   and raw expectations;
-* a one-row frame of derived measures ("derived"): foreign-key orphan counts and identity-graph
-  measures, computed by Spark (anti-join, group-by) and then checked by GX with
+* a one-row frame of derived measures ("derived"): foreign-key orphan counts, a long form's misfit
+  keys and identity-graph measures, computed by Spark (anti-join, group-by) and then checked by GX with
   ``expect_column_max_to_be_between`` so that the observed value is the measure itself.
 
 Each expectation carries ``meta.kequn_label``: the readable name written to
@@ -100,6 +100,8 @@ def main_expectations(suite: TableSuite, schema: T.StructType, as_of: str,
             out.append(unique(k.columns, k.severity, "key_unique"))
             for c in k.columns:
                 out.append(E.ExpectColumnValuesToNotBeNull(column=c, severity=k.severity, meta=_meta(f"key_not_null({c})")))
+    if suite.long_form:
+        need([*suite.long_form.keys, suite.long_form.name])  # checked in the derived batch
     for u in suite.unique:
         if need(u.columns):
             out.append(unique(u.columns, u.severity, "unique"))
@@ -165,6 +167,42 @@ def main_expectations(suite: TableSuite, schema: T.StructType, as_of: str,
     return out
 
 
+# A long form names a table's tags (72 shipped); more names than this is not one, and would take
+# a column of 63 bits for every 63 of them.
+MAX_LONG_FORM_NAMES = 4096
+
+
+def long_form_misfits(df: DataFrame, keys: list[str], name: str) -> DataFrame:
+    """One row, one column ``misfits``: how many ``keys`` tuples of ``df`` do not hold exactly one row for
+    each ``name`` found in ``df`` (a name twice, a name missing, a null name).
+
+    Per key: its rows and, for every block of 63 names, the OR of one bit per name. A key fits when it
+    has as many rows as there are names and every bit is set: n rows covering n names hold each once.
+    Both are partial aggregates, reduced before the shuffle, so the shuffle carries a row per key
+    rather than per key and name. The names are read first (one small aggregation), at most
+    ``MAX_LONG_FORM_NAMES``.
+    """
+    found = [r[0] for r in df.where(F.col(name).isNotNull()).select(name).distinct()
+             .limit(MAX_LONG_FORM_NAMES + 1).collect()]
+    if len(found) > MAX_LONG_FORM_NAMES:
+        raise ConfigError(f"long_form: more than {MAX_LONG_FORM_NAMES} distinct values of `{name}`; "
+                          "a long form names at most that many (declare the key with `keys` instead)")
+    names = sorted(found)
+    n = len(names)
+    # 0-based position of the row's name; null for a null name, whose row then sets no bit.
+    position = F.array_position(F.array(*[F.lit(v) for v in names]), F.col(name)) - 1
+    per_row = df.select(*keys, position.alias("_i"))
+    blocks = range((n + 62) // 63)
+    bits = [F.expr(f"bit_or(CASE WHEN _i >= {b * 63} AND _i < {(b + 1) * 63} "
+                   f"THEN shiftleft(1L, CAST(_i - {b * 63} AS INT)) ELSE 0L END)").alias(f"_b{b}")
+            for b in blocks]
+    per_key = per_row.groupBy(*keys).agg(F.count(F.lit(1)).alias("_rows"), *bits)
+    fits = F.col("_rows") == n
+    for b in blocks:
+        fits = fits & (F.col(f"_b{b}") == F.lit((1 << min(63, n - b * 63)) - 1))
+    return per_key.agg(F.count(F.when(~fits, 1)).cast("long").alias("misfits"))
+
+
 def _name(*parts: str) -> str:
     return "__".join(re.sub(r"[^0-9A-Za-z]+", "_", p) for p in parts)
 
@@ -204,6 +242,13 @@ def derived_expectations(suite: TableSuite, df: DataFrame, as_of: str,
         measures.append(orphans.agg(F.count(F.lit(1)).cast("long").alias(name)))
         exps.append(E.ExpectColumnMaxToBeBetween(column=name, min_value=0, max_value=fk.max_orphans,
                                                  severity=fk.severity, meta=_meta(label)))
+    lf = suite.long_form
+    if lf is not None and set(lf.keys) | {lf.name} <= present:
+        column = _name("long_form_misfits", *lf.keys, lf.name)
+        measures.append(long_form_misfits(df, list(lf.keys), lf.name).withColumnRenamed("misfits", column))
+        exps.append(E.ExpectColumnMaxToBeBetween(
+            column=column, min_value=0, max_value=0, severity=lf.severity,
+            meta=_meta(f"long_form({', '.join(lf.keys)} x {lf.name}: one row per key and {lf.name})")))
     idc = suite.identity
     if idc is not None:
         if idc.max_largest_component is not None and "one_id" in present:
