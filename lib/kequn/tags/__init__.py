@@ -92,7 +92,8 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
     log.info("tags: gates against %s evaluated at %.1f s", prev_day or "no earlier day", time.time() - t0)
 
     # ---- stage, quality gate, publish
-    profile = wh.stage(values.withheld_nulled(prof_raw, withheld), "gold.customer_profile")
+    # The raw profile is staged already; copying it unchanged cost 19 s at 1,000,000 persons (74 columns).
+    profile = wh.stage(values.withheld_nulled(prof_raw, withheld), "gold.customer_profile") if withheld else prof_raw
     tag_values = wh.stage(values.long_form(profile, published), "gold.tag_values")
     tag_catalog = wh.stage(values.catalog_frame(spark, values.catalog_rows(catalog, codes, as_of, results, dist)),
                            "gold.tag_catalog")
