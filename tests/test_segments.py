@@ -194,6 +194,27 @@ def test_overlap_and_profile(world):
     assert sum(r["members"] for r in aum) == 2 and all(r["tag_value"].startswith("q") for r in aum)
 
 
+def test_segment_profile_counts_members_values_against_the_population(spark):
+    wide = spark.createDataFrame([(1, 10.0, "a"), (2, 20.0, "a"), (3, 30.0, "b"), (4, 40.0, None)],
+                                 "one_id bigint, aum double, tier string")
+    # x: three persons, one without a tier; y: one person of the day and one not in it (5)
+    members = spark.createDataFrame([("x", 1), ("x", 2), ("x", 4), ("y", 3), ("y", 5)], "segment_code string, one_id bigint")
+    got = M.segment_profile("2026-11-03", members, wide, {"x": ["tier", "aum"], "y": ["tier"]},
+                            {"aum": "double", "tier": "string"})
+    rows = {(r.segment_code, r.tag_code, r.tag_value): (r.members, r.member_share, r.population, r.lift)
+            for r in got.collect()}
+    # aum's population quartiles (percentile_approx of 10, 20, 30, 40): 10, 20, 30; range 10..40.
+    # Shares are of the segment's size (x: 3, y: 2, person 5 included) and of the population (4).
+    third = (1, 1 / 3, 1, (1 / 3) / 0.25)
+    assert rows == {
+        ("x", "tier", "a"): (2, 2 / 3, 2, (2 / 3) / 0.5),
+        ("x", "aum", "q1 [10.0, 10.0]"): third,
+        ("x", "aum", "q2 [10.0, 20.0]"): third,
+        ("x", "aum", "q4 [30.0, 40.0]"): third,
+        ("y", "tier", "b"): (1, 1 / 2, 1, (1 / 2) / 0.25),
+    }
+
+
 def test_plan_shows_size_overlap_movement_and_writes_nothing(world, spark, tmp_path):
     wh = world["wh"]
     before = {t: wh.version(t) for t in wh.tables()}
