@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 
 from kequn.config import IdentityConfig, PipelineConfig
 from kequn.identity import explain, one_id_map_as_of, run
-from kequn.identity.edges import identifiers_of, keyed_vertices, new_dictionary_entries, record_vertices
+from kequn.identity.edges import identifiers_in, keyed_vertices, listed_identifiers, new_dictionary_entries, record_vertices
 from kequn.identity.numbering import numbered
 from kequn.identity.guard import blocklisted, degrees, linking_identifiers, over_limit
 from kequn.identity.stable import one_id_decisions, one_id_map
@@ -59,14 +59,14 @@ def person_of(wh, as_of):
 
 # ------------------------------------------------------------------ pure functions
 
-def test_identifiers_of_keeps_only_valid_identifiers(spark):
+def test_listed_identifiers_keep_only_valid_ones(spark):
     df = bronze_df(spark, "app_user", [
         {"app_user_id": "A1", "mobile_token": "m1", "device_id": "d1", "cust_no": "C1"},
         {"app_user_id": "A2", "mobile_token": "m2", "mobile_valid": False, "device_id": "0000",
          "device_id_valid": False, "cust_no": ""},
         {"app_user_id": "A3", "mobile_token": None, "device_id": "  ", "cust_no": None},
     ], "2026-11-01")
-    got = identifiers_of(df, "app_user")
+    got = identifiers_in(listed_identifiers(df, "app_user"))
     expected = spark.createDataFrame([
         ("app_user", "A1", "mobile", "m1"), ("app_user", "A1", "device_id", "d1"), ("app_user", "A1", "cust_no", "C1"),
     ], "source string, source_key string, id_type string, id_token string")
@@ -78,7 +78,7 @@ def test_core_customer_id_no_only_when_flag_valid(spark):
         {"cust_no": "C1", "id_type": "PASSPORT", "id_no_token": "p1", "id_no_valid": False},
         {"cust_no": "C2", "id_type": "ID_CARD", "id_no_token": "i2"},
     ], "2026-11-01")
-    got = {(r.source_key, r.id_type) for r in identifiers_of(df, "core_customer").collect()}
+    got = {(r.source_key, r.id_type) for r in identifiers_in(listed_identifiers(df, "core_customer")).collect()}
     assert got == {("C1", "cust_no"), ("C2", "cust_no"), ("C2", "id_no")}
 
 

@@ -62,11 +62,6 @@ def identifiers_in(listed: DataFrame) -> DataFrame:
             .select("source", "source_key", "_id.id_type", "_id.id_token"))
 
 
-def identifiers_of(master: DataFrame, source: str) -> DataFrame:
-    """:func:`identifiers_in` of one master source's rows."""
-    return identifiers_in(listed_identifiers(master, source))
-
-
 def master_frames(wh, as_of: str) -> dict[str, DataFrame]:
     """Each master source's rows as of the day (sources not yet loaded are skipped)."""
     from ..bronze import master_as_of, table_name
