@@ -22,6 +22,7 @@ from pyspark.sql import types as T
 
 from ..config import ConfigError, PipelineConfig
 from ..landing import MASTER, SOURCES, Source
+from ..session import held
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
 from .parse import (bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content, pseudonymised,
@@ -272,7 +273,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     # reading it deserialised that plan again (5,000 persons: 173 s deserialising, 124 s working).
     parsed = pseudonymised(validated_rows(raw, source), source, key)
     own_key = _merge_keys(source) == list(source.key)
-    cached = (with_key_hash(parsed, source) if own_key else parsed).localCheckpoint(eager=True)
+    cached = held(with_key_hash(parsed, source) if own_key else parsed)
     out.cached.append(cached)
     # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
     # One pass over them counts rows per file and reason for the tally and finds the line breaks.
