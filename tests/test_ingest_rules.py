@@ -253,6 +253,17 @@ def test_row_hash_stays_sha256_where_bronze_merges_on_it_and_is_short_elsewhere(
     assert len(a) == 16 and set(a) <= set("abcdefghijklmnop") and a != b
 
 
+def test_letters64_writes_each_4_bits_as_one_letter_high_bits_first(spark):
+    from kequn.ingest.parse import letters64
+
+    values = [0, 1, 15, 16, -1, 0x0123456789ABCDEF, -(1 << 63), (1 << 63) - 1, -8070450532247928832]
+    got = [r[0] for r in spark.createDataFrame([(v,) for v in values], "h long")
+           .select(letters64(F.col("h"))).collect()]
+    want = ["".join("abcdefghijklmnop"[int(c, 16)] for c in format(v & (2 ** 64 - 1), "016x")) for v in values]
+    assert got == want
+    assert got[5] == "abcdefghijklmnop"
+
+
 def test_bronze_tables_keep_file_statistics_for_the_filtered_columns_only(spark, tmp_path):
     import json
 
