@@ -305,6 +305,7 @@ def letters64(h: Column) -> Column:
     Each half's eight nibbles are spread into the low nibbles of eight bytes by shifts and masks, the
     bytes lifted to ``a`` (0x61) and read as ASCII. All arithmetic: 1.6 s for 16M rows, where the hex
     text of the hash mapped to letters by ``translate`` took 6.4 s (a map lookup per character).
+    ``_letters`` still spells the SHA-256 texts: those values are merge keys and tokens already written.
     """
     def spread(x: Column) -> Column:
         for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F)):
