@@ -100,7 +100,7 @@ def _rows(df):
 def computed(spark, wh, day, cfg):
     # A local checkpoint, not cache(): the derived tables then plan over a short lineage (cache keeps the
     # whole plan, which Spark re-analyses at every join: about 10 s a day on this tiny world).
-    out = compute(spark, wh, day, cfg, materialise=lambda df, code: df.localCheckpoint())
+    out = compute(spark, wh, day, cfg, materialise=lambda df, name: df.localCheckpoint())
     return {t: _rows(out[t]) for t in ("state", "actions", "funnel", "members", "stats")}
 
 
