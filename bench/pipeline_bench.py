@@ -10,7 +10,9 @@
    the *full* run at as-of = the second-to-last day (every batch up to then is loaded into an empty
    warehouse ``<out>/wh``), then with ``--incremental`` the *incremental* run at as-of = the last day (one
    day of new facts, plus the master re-deliveries the generator puts in its last daily batch; their
-   share of the master records is computed from the landing files and printed).
+   share of the master records is computed from the landing files and printed). Before it, the full
+   run's journey sends are delivered into the landing zone (``kequn.journeys.simulate``; not with
+   ``--no-delivery``), so that the daily run's ingest loads them and its journeys meet their opens.
 3. Spark's event log (``<out>/eventlog``, plain JSON lines: no compression, no rolling) is parsed after
    the session stops. ``run_stages`` puts each stage's jobs in job group ``kequn:<stage>``; this script
    adds the local property ``kequn.bench.run`` (full / incremental), so every Spark stage and task is
@@ -65,6 +67,9 @@ GROUP_PREFIX = "kequn:"
 SECTION = "## End to end (`bench/pipeline_bench.py`)"
 MARKER = "_bench_landing.json"         # what this script generated into <out>/landing, for --reuse
 DATABASES = ("bronze", "silver", "gold", "quality")
+# Open rates per channel of the journey sends delivered between the two runs (``deliver_journey_sends``).
+DELIVERY_OPEN_RATES = {"app_push": 0.2, "sms": 0.1, "wechat": 0.3}
+DELIVERY_RUN = "delivery"             # RUN_PROPERTY of the delivery's Spark jobs: outside every stage
 
 log = logging.getLogger("pipeline_bench")
 
@@ -549,6 +554,42 @@ def _sum_table_counts(counts: dict) -> int:
     return sum(int(v) for k, v in counts.items() if "." in str(k) and isinstance(v, (int, float)))
 
 
+def remove_deliveries(landing: Path) -> None:
+    """Remove the touch files an earlier delivery wrote (``journey-*.csv``): a reused landing then holds
+    the generator's files only, and the next delivery's."""
+    for stale in (landing / "touch").glob("dt=*/journey-*.csv"):
+        stale.unlink()
+
+
+def deliver_journey_sends(spark, wh, landing: Path, day: str, seed: int) -> dict:
+    """The journey actions of ``day`` delivered into the landing zone (``kequn.journeys.simulate``), as
+    the delivery system would before the next day's run: sends as touch rows in ``touch/dt=<day+1>``,
+    some opened the same day, later opens in the days after (beyond the benchmark's last day).
+
+    The generator's own touches carry its campaign ids, none a journey's code: without this the daily
+    run's journeys never meet an open of theirs.
+    """
+    from kequn.journeys import simulate_delivery
+
+    spark.sparkContext.setLocalProperty(RUN_PROPERTY, DELIVERY_RUN)
+    t0 = time.time()
+    counts = simulate_delivery(spark, wh, day, str(landing), DELIVERY_OPEN_RATES, seed=seed)
+    spark.sparkContext.setLocalProperty(RUN_PROPERTY, None)
+    sent_day = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+    landed = landing / "touch" / f"dt={sent_day}" / f"journey-{day}.csv"
+    out = dict(counts, day=day, rows_landed=_data_lines(landed) if landed.exists() else 0,
+               seconds=round(time.time() - t0, 1))
+    log.info("bench: journey sends of %s delivered: %s", day, out)
+    return out
+
+
+def delivery_note(d: dict) -> str:
+    rates = ", ".join(f"{k} {v:.0%}" for k, v in sorted(DELIVERY_OPEN_RATES.items()))
+    return (f"journey sends of {d['day']} delivered before the incremental run (`kequn.journeys.simulate`, open "
+            f"rates {rates}): {d['rows_landed']:,} touch rows, {d['opened_same_day']:,} opened the same day, "
+            f"{d['opened_later']:,} later (after the last day, not read); {d['seconds']:.1f} s, not in the table")
+
+
 def run_once(label: str, spark, wh, wh_root: Path, landing: Path, as_of: str, config, stages: list[str]) -> list[dict]:
     from kequn import pipeline
 
@@ -582,6 +623,9 @@ def main(argv=None) -> int:
     ap.add_argument("--incremental-only", action="store_true",
                     help="run the incremental day only: rewind <out>/wh to the end of the full run recorded in "
                          "<out>/pipeline_bench.json by an earlier run of this size, and reuse that run's full figures")
+    ap.add_argument("--no-delivery", action="store_true",
+                    help="do not deliver the full run's journey sends into the landing zone before the incremental "
+                         "run (as before 2026-12-05: the daily run's journeys then see no open of theirs)")
     ap.add_argument("--conf", default=None, help="configuration folder (default: the project's conf/)")
     ap.add_argument("--write", metavar="FILE", help="replace/insert this size's table in FILE (e.g. BENCHMARKS.md)")
     args = ap.parse_args(argv)
@@ -689,7 +733,11 @@ def main(argv=None) -> int:
         results = run_once("full", spark, wh, wh_root, landing, full_day, config, stages)
         ok = all(r["exit_code"] == 0 for r in results) and len(results) == len(stages)
         full_ended_ms = int(time.time() * 1000)
+    delivery = None
     if args.incremental and ok:
+        remove_deliveries(landing)
+        if not args.no_delivery:
+            delivery = deliver_journey_sends(spark, wh, landing, full_day, args.seed)
         results += run_once("incremental", spark, wh, wh_root, landing, last_day, config, stages)
         ok = all(r["exit_code"] == 0 for r in results)
     spark.stop()
@@ -698,7 +746,8 @@ def main(argv=None) -> int:
     # ---------------------------------------------------------------- event log -> per stage
     work = read_event_log(events)
     first_day = min(d for per in batches.values() for d in per)
-    ingest_rows = {"full": rows_upto("0000", full_day), "incremental": rows_upto(full_day, last_day)}
+    ingest_rows = {"full": rows_upto("0000", full_day),
+                   "incremental": rows_upto(full_day, last_day) + (delivery["rows_landed"] if delivery else 0)}
     for r in results:
         w = work.get((r["run"], GROUP_PREFIX + r["stage"]), SparkWork())
         if r["stage"] == "ingest":
@@ -745,6 +794,7 @@ def main(argv=None) -> int:
         + (f"incremental as of {last_day} ({ingest_rows['incremental']:,} rows)" if args.incremental
            else "no incremental run"),
         f"- {change_note(mc)}",
+        *([f"- {delivery_note(delivery)}"] if delivery else []),
         *([f"- full run: the figures of the run started {earlier_started} (same landing, same code unless "
            "said); this run rewound the warehouse to that run's end and ran the incremental day only"]
           if args.incremental_only else []),
@@ -776,7 +826,7 @@ def main(argv=None) -> int:
         "command": command, "machine": mach, "load_start": load_start, "load_end": load_end,
         "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat(), "persons": args.persons,
         "days": args.days, "seed": args.seed, "landing_rows": landing_rows, "landing_bytes": landing_bytes,
-        "master_change": mc, "full_ended_ms": full_ended_ms, "results": results, "totals": rows,
+        "master_change": mc, "delivery": delivery, "full_ended_ms": full_ended_ms, "results": results, "totals": rows,
         "ratio_incremental_full": ratio,
         "outside_stages": other}, indent=1, default=str))
     if args.write:
