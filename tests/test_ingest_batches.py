@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from kequn import bronze, ingest
 from kequn.config import ConfigError, PipelineConfig
 from kequn.landing import SOURCES
+from kequn.session import concurrently
 
 AS_OF = "2026-11-02"
 CLEAR = ["张三", "Li, Si", "13800138000", "11010519491231002X", "6222020000000000123", "13900139000"]
@@ -171,7 +172,7 @@ def test_landing_files_are_hashed_once_per_size_and_mtime(spark, warehouse, land
     assert uri in {row[0] for row in again.new}
 
 
-def test_sources_load_in_threads_keeping_the_job_group_order_and_first_failure(spark):
+def test_work_runs_in_threads_keeping_the_job_group_order_and_first_failure(spark):
     sc = spark.sparkContext
     before = sc.getLocalProperty("spark.jobGroup.id")
     sc.setLocalProperty("spark.jobGroup.id", "kequn:ingest")
@@ -186,12 +187,12 @@ def test_sources_load_in_threads_keeping_the_job_group_order_and_first_failure(s
         return source, n, sc.getLocalProperty("spark.jobGroup.id")
 
     work = [("a", 3), ("b", 5), ("c", 7)]
-    assert ingest.loads(spark, work, load, workers=2) == [("a", 3, "kequn:ingest"), ("b", 5, "kequn:ingest"),
-                                                   ("c", 7, "kequn:ingest")]
+    assert concurrently(spark, work, load, 2, "ingest.parallel_sources") == [
+        ("a", 3, "kequn:ingest"), ("b", 5, "kequn:ingest"), ("c", 7, "kequn:ingest")]
     finished.clear()
     with pytest.raises(ValueError, match="bad source"):
-        ingest.loads(spark, [("bad", 1), ("a", 2), ("b", 4)], load, workers=2)
+        concurrently(spark, [("bad", 1), ("a", 2), ("b", 4)], load, 2, "ingest.parallel_sources")
     assert sorted(finished) == ["a", "b"]        # the others still ran to their end
     with pytest.raises(ConfigError, match="ingest.parallel_sources must be at least 1"):
-        ingest.loads(spark, work, load, workers=0)
+        concurrently(spark, work, load, 0, "ingest.parallel_sources")
     sc.setLocalProperty("spark.jobGroup.id", before)

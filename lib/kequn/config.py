@@ -141,6 +141,12 @@ class IngestConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TagsConfig:
+    # source passes computed at once: one pass's planning, staging and count overlap another's tasks
+    parallel_passes: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
 class IdentityConfig:
     engine: str = "auto"  # auto | scipy | graphx | graphframes | dataframe
     # auto uses the driver-side scipy engine below this many edges.
@@ -172,6 +178,7 @@ class PipelineConfig:
     pseudonym: PseudonymConfig = dataclasses.field(default_factory=PseudonymConfig)
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     identity: IdentityConfig = dataclasses.field(default_factory=IdentityConfig)
+    tags: TagsConfig = dataclasses.field(default_factory=TagsConfig)
     stream: StreamConfig = dataclasses.field(default_factory=StreamConfig)
     maintenance: MaintenanceConfig = dataclasses.field(default_factory=MaintenanceConfig)
     stages: list[str] = dataclasses.field(

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from . import versions
-from .config import PROJECT_ROOT, PipelineConfig
+from .config import PROJECT_ROOT, ConfigError, PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -220,3 +220,35 @@ def held(df: DataFrame) -> DataFrame:
     back costs some 1.5 s more a pass. Kryo was slower still (28-34 s).
     """
     return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
+
+
+Result = TypeVar("Result")
+
+
+def concurrently(spark: SparkSession, work: Sequence[tuple], fn: Callable[..., Result], workers: int,
+                 setting: str) -> list[Result]:
+    """``fn(*item)`` for each item of ``work``, up to ``workers`` at once, results in ``work``'s order.
+
+    Each piece of work is a few Spark jobs with driver-side work between them (planning, Delta's log
+    and commit, collecting a count), during which the cores idle; threads overlap one item's driver
+    work with another's tasks. Local mode still runs one task per core, so the memory the tasks use
+    does not grow with ``workers``. Each thread keeps the caller's job group, description and tags,
+    which the benchmark attributes stages by. Every item runs to its end; then the first failure, if
+    any, is raised. ``setting``: the configuration key ``workers`` came from, for the error.
+    """
+    if workers < 1:
+        raise ConfigError(f"conf/pipeline.yaml: {setting} must be at least 1, got {workers}")
+    if workers == 1 or len(work) < 2:
+        return [fn(*item) for item in work]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyspark.util import inheritable_thread_target
+
+    in_thread = inheritable_thread_target(spark)(fn)   # the caller's job group, description and tags
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kequn") as pool:
+        futures = [pool.submit(in_thread, *item) for item in work]
+        errors = [f.exception() for f in futures]
+    for e in errors:
+        if e is not None:
+            raise e
+    return [f.result() for f in futures]

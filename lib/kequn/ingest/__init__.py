@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import time
 from functools import reduce
-from typing import Callable, Optional, TypeVar
+from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..config import ConfigError, PipelineConfig
+from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
-from ..session import held
+from ..session import concurrently, held
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
 from .parse import (bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content, pseudonymised,
@@ -30,7 +30,6 @@ from .parse import (bronze_rows, file_reason_counts, line_breaks_by_file, merged
 from .pseudonym import load_key
 
 log = logging.getLogger(__name__)
-Result = TypeVar("Result")
 
 LEDGER = "bronze.ingest_batches"
 DIGESTS = "bronze.landing_digests"
@@ -351,35 +350,6 @@ class _Pending:
         self.quarantined += other.quarantined
 
 
-def loads(spark: SparkSession, work: list[tuple[Source, list[Batch]]],
-          load: Callable[[Source, list[Batch]], Result], workers: int) -> list[Result]:
-    """``load(source, batches)`` for each source, up to ``workers`` at once, results in ``work``'s order.
-
-    Each source's load is a few dozen small Spark jobs with driver-side work between them (planning,
-    Delta's log and commit): about half of a daily load's time at 100,000 persons, with the two
-    cores idle. Loads in threads overlap one source's driver work with another's tasks. Each thread
-    keeps the caller's job group and description, which the benchmark attributes stages by. Every load
-    runs to its end; then the first failure, if any, is raised (each MERGE is atomic, and the ledger,
-    written after all of them, is not written).
-    """
-    if workers < 1:
-        raise ConfigError(f"conf/pipeline.yaml: ingest.parallel_sources must be at least 1, got {workers}")
-    if workers == 1 or len(work) < 2:
-        return [load(source, pending) for source, pending in work]
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pyspark.util import inheritable_thread_target
-
-    in_thread = inheritable_thread_target(spark)(load)   # the caller's job group, description and tags
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kequn-ingest") as pool:
-        futures = [pool.submit(in_thread, source, pending) for source, pending in work]
-        errors = [f.exception() for f in futures]
-    for e in errors:
-        if e is not None:
-            raise e
-    return [f.result() for f in futures]
-
-
 def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: PipelineConfig) -> dict[str, int]:
     key = load_key(config.pseudonym)
     done = _loaded(wh)
@@ -399,7 +369,10 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
 
     counts: dict[str, int] = {}
     out = _Pending()
-    for got, part in loads(spark, work, load, config.ingest.parallel_sources):
+    # Each source's load is a few dozen small Spark jobs with driver work between them: about half of a
+    # daily load's time at 100,000 persons, with the two cores idle. Each MERGE is atomic, and the
+    # ledger, written after all of them, is not written when one fails.
+    for got, part in concurrently(spark, work, load, config.ingest.parallel_sources, "ingest.parallel_sources"):
         for k, v in got.items():
             counts[k] = counts.get(k, 0) + v
         out.add(part)

@@ -43,13 +43,15 @@ def catalog_for(config) -> tuple[Catalog, list[str]]:
     return loaded, loaded.codes
 
 
-def compute_profile(wh, as_of: str, catalog: Catalog, codes: list[str], id_map: Optional[DataFrame] = None):
-    """Staged profile (one_id, as_of, every tag), model outcomes and cluster profiles, before gating."""
+def compute_profile(wh, as_of: str, catalog: Catalog, codes: list[str], id_map: Optional[DataFrame] = None,
+                    workers: int = 1):
+    """Staged profile (one_id, as_of, every tag), model outcomes and cluster profiles, before gating.
+    ``workers``: source passes computed at once (``tags.parallel_passes``)."""
     from . import clusters, models, values
 
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
-    wide = wh.stage(computed(wh, as_of, catalog, id_map=id_map), "silver.tags_wide")
-    outcomes = models.propensity(wh, as_of, catalog, wide, id_map)
+    wide = wh.stage(computed(wh, as_of, catalog, id_map=id_map, workers=workers), "silver.tags_wide")
+    outcomes = models.propensity(wh, as_of, catalog, wide, id_map, workers=workers)
     full = wide
     for o in outcomes:
         if o.scores is not None:
@@ -76,7 +78,8 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
              len(catalog), len(catalog.of_kind("statistic")), len(catalog.of_kind("rule")),
              len(catalog.of_kind("model")), catalog.sources())
 
-    prof_raw, outcomes, cluster_profiles = compute_profile(wh, as_of, catalog, codes)
+    prof_raw, outcomes, cluster_profiles = compute_profile(wh, as_of, catalog, codes,
+                                                             workers=config.tags.parallel_passes)
     log.info("tags: profile of %d persons computed and staged at %.1f s", prof_raw.count(), time.time() - t0)
 
     # ---- tag-level gates against the previous day

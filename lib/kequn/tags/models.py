@@ -155,8 +155,9 @@ def band(score, m) -> "F.Column":
 
 
 def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFrame,
-               train_cache: Optional[dict] = None) -> list[ModelOutcome]:
-    """Train (or reuse a recent fit of) and score every logistic/gbt model tag; never raises for data reasons."""
+               train_cache: Optional[dict] = None, workers: int = 1) -> list[ModelOutcome]:
+    """Train (or reuse a recent fit of) and score every logistic/gbt model tag; never raises for data reasons.
+    ``workers``: the training day's source passes computed at once (``kequn.tags.plan.computed``)."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
 
     outcomes = []
@@ -195,7 +196,8 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
             if (day, tr.known_by) not in train_cache:
                 feats = sorted({f for x in catalog.of_kind("model") for f in x.definition.model.features})
                 train_cache[day, tr.known_by] = computed(wh, day, catalog.subset(feats), id_map=id_map,
-                                                         label="tags_train", known_by=tr.known_by)
+                                                         label="tags_train", known_by=tr.known_by,
+                                                         workers=workers)
             data = (feature_frame(train_cache[day, tr.known_by], list(m.features))
                     .join(labels(wh, t, day, as_of, id_map), "one_id", "left")
                     .withColumn("label", F.coalesce("label", F.lit(0.0))))

@@ -36,6 +36,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from .. import bronze
+from ..session import concurrently
 from .catalog import Catalog, Definition, Tag
 
 log = logging.getLogger(__name__)
@@ -309,19 +310,27 @@ def wide_frame(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = N
 
 
 def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = None,
-             label: str = "tags", known_by: Optional[str] = None) -> DataFrame:
-    """Like :func:`wide_frame`, but each source pass is materialised (staged) and logged."""
+             label: str = "tags", known_by: Optional[str] = None, workers: int = 1) -> DataFrame:
+    """Like :func:`wide_frame`, but each source pass is materialised (staged) and logged.
+
+    ``workers`` passes run at once (``tags.parallel_passes``): at 100,000 persons the six passes of a
+    daily run took 23.5 s one after another and 20.3 s three at a time (warm, same session), each pass
+    being a few jobs with planning, staging and a count between them.
+    """
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
-    passes = {}
-    for src, tags in stats_by_source(catalog).items():
+
+    def staged_pass(src: str, tags: list[Tag]) -> DataFrame:
         t0 = time.time()
         staged = wh.stage(source_pass(source_view(wh, src, as_of, id_map, known_by, tags), tags, as_of),
                           f"silver.{label}_pass_{src}")
         r = staged.agg(F.coalesce(F.sum("_rows_in"), F.lit(0)).alias("r"), F.count(F.lit(1)).alias("p")).first()
         log.info("tags: %s pass as of %s: %d tags, %d rows in, %d persons, %.1f s",
                  src, as_of, len(tags), r["r"], r["p"], time.time() - t0)
-        passes[src] = staged
-    return joined(passes, catalog)
+        return staged
+
+    work = list(stats_by_source(catalog).items())
+    staged = concurrently(wh.spark, work, staged_pass, workers, "tags.parallel_passes")
+    return joined({src: df for (src, _), df in zip(work, staged)}, catalog)
 
 
 def aggregate_count(df: DataFrame) -> int:
