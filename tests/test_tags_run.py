@@ -5,11 +5,13 @@ import math
 import shutil
 
 import pytest
+from chispa import assert_df_equality
 
 from kequn.config import PipelineConfig
 from kequn.tags import gates, run, validate
 from kequn.tags import catalog_for
 from kequn.tags.catalog import catalog_from_dicts
+from kequn.tags.plan import computed
 from test_tags_helpers import day, write_bronze, write_map
 
 D1 = "2026-06-30"
@@ -150,3 +152,15 @@ def test_binned_counts_persons_per_bin_for_each_label_and_tag(spark):
     many = spark.createDataFrame([(float(i), f"v{i}") for i in range(gates.MAX_BINS + 5)], "amt double, lvl string")
     kept = gates.binned(many, cat, ["lvl"], {"own": {}})[("own", "lvl")]
     assert len(kept) == gates.MAX_BINS + 1 and kept[gates.OTHER_BIN] == 5 and sum(kept.values()) == gates.MAX_BINS + 5
+
+
+def test_passes_computed_at_once_give_what_one_after_another_gives(spark, warehouse, tmp_path):
+    (tmp_path / "conf" / "tags").mkdir(parents=True)
+    (tmp_path / "conf" / "tags" / "t.yaml").write_text(CATALOG, encoding="utf-8")
+    cfg = dataclasses.replace(PipelineConfig(), conf_dir=str(tmp_path / "conf"))
+    build(warehouse)
+    cat = validate(spark, catalog_for(cfg)[0])
+    one = computed(warehouse, D1, cat, label="seq", workers=1)
+    many = computed(warehouse, D1, cat, label="par", workers=3)
+    assert one.where("txn_cnt_90d = 3").count() > 0
+    assert_df_equality(one, many, ignore_row_order=True)
