@@ -516,7 +516,9 @@ def block_marker(persons: int, days: int) -> str:
 _BLOCK = re.compile(r"<!-- pipeline_bench persons=(\d+) days=(\d+) -->\n.*?<!-- /pipeline_bench -->\n", re.S)
 
 SECTION_INTRO = """Every stage of `kequn run` in one SparkSession (JVM started once): a *full* run into an empty warehouse
-at as-of = the second-to-last generated day, then an *incremental* run for the last day. Input rows:
+at as-of = the second-to-last generated day, then an *incremental* run for the last day, after the full
+run's journey sends are delivered into the landing zone (`kequn.journeys.simulate`; not with
+`--no-delivery`, nor in the tables measured before 2026-12-05 12:00 UTC). Input rows:
 ingest, the landing rows it loads; later stages, the rows (Delta log statistics, at the stage's start) of
 the warehouse tables their queries scanned. Shuffle bytes and peak JVM heap come from Spark's event log,
 attributed by job group `kequn:<stage>`. Definitions in the script's docstring.
