@@ -314,8 +314,8 @@ def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = Non
     """Like :func:`wide_frame`, but each source pass is materialised (staged) and logged.
 
     ``workers`` passes run at once (``tags.parallel_passes``): at 100,000 persons the six passes of a
-    daily run took 23.5 s one after another and 20.3 s three at a time (warm, same session), each pass
-    being a few jobs with planning, staging and a count between them.
+    daily run took 23.5-23.7 s one after another and 20.0-20.6 s three at a time (warm, same session),
+    each pass being a few jobs with planning, staging and a count between them.
     """
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
 
