@@ -316,8 +316,9 @@ def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = Non
     ``workers`` passes run at once (``tags.parallel_passes``): at 100,000 persons the six passes of a
     daily run took 23.5-23.7 s one after another and 20.0-20.6 s three at a time (warm, same session),
     each pass being a few jobs with planning, staging and a count between them. Each pass builds its own
-    broadcast of the day's map (``small_map``): at 1,000,000 persons, three at a time may hold three
-    copies of some 200 MB each (not measured at that size yet; 1 computes them one after another).
+    broadcast of the day's map (``small_map``), some 200 MB at 1,000,000 persons; there, three at a time
+    peaked at 10.4 GB of heap in the full run and 10.5 GB in the daily one, against 10.8 and 10.6 GB one
+    after another the day before (BENCHMARKS.md). 1 computes them one after another.
     """
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
 
