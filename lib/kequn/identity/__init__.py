@@ -92,7 +92,8 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
 
     # Vertex ids (append-only dictionary; a re-run adds nothing).
     dictionary = wh.read_or_empty(DICTIONARY, DICTIONARY_DDL)
-    keyed = keyed_vertices(vertex_keys(records, linking), dictionary).localCheckpoint(eager=True)
+    keys = vertex_keys(records, linking_identifiers(deg, blocked))
+    keyed = keyed_vertices(keys, dictionary).localCheckpoint(eager=True)
     top = dictionary.agg(F.max("vertex")).first()[0] or 0     # from the file statistics
     fresh = new_dictionary_entries(keyed, top).localCheckpoint(eager=True)
     n_fresh = fresh.count()

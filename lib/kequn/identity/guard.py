@@ -24,10 +24,14 @@ REGEX_PREFIX = "re:"
 
 
 def degrees(record_ids: DataFrame) -> DataFrame:
-    """``(id_type, id_token, degree)``: distinct records holding each identifier."""
-    # One distinct aggregate: Spark shuffles once, by identifier, where distinct() then groupBy() shuffled twice.
-    return record_ids.groupBy("id_type", "id_token").agg(
-        F.count_distinct("source", "source_key").cast("bigint").alias("degree"))
+    """``(id_type, id_token, degree)``: records holding each identifier.
+
+    ``record_ids`` holds each (record, identifier) once, as ``identifiers_in`` gives it (one row per
+    record as of the day, its identifiers made distinct), so counting rows counts distinct records. A
+    distinct count aggregated twice, once per (identifier, record) and once per identifier: at
+    1,000,000 persons (5.8M rows) 12-13 s against 6-8 s for the plain count.
+    """
+    return record_ids.groupBy("id_type", "id_token").agg(F.count(F.lit(1)).cast("bigint").alias("degree"))
 
 
 def over_limit(degree_df: DataFrame, degree_limits: Mapping[str, int]) -> DataFrame:
