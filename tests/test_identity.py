@@ -99,6 +99,19 @@ def test_guard_blocks_identifiers_over_limit_and_blocklisted(spark):
     assert deg.where("id_token = 'm1'").first().degree == 2
 
 
+def test_record_identifiers_of_a_day_hold_each_pair_once(spark, warehouse):
+    # degrees counts rows as records: a key delivered in several versions must still list its
+    # identifiers once.
+    from kequn.identity.edges import all_listed_identifiers, master_frames
+    load(warehouse, "2026-11-01", core_customer=[{"cust_no": "C1", "mobile_token": "m1"}],
+         app_user=[{"app_user_id": "A1", "mobile_token": "m1", "cust_no": "C1"}])
+    load(warehouse, "2026-11-02", core_customer=[{"cust_no": "C1", "mobile_token": "m1"}],
+         app_user=[{"app_user_id": "A1", "mobile_token": "m1", "cust_no": "C1"}])
+    rows = identifiers_in(all_listed_identifiers(master_frames(warehouse, "2026-11-02")))
+    assert rows.count() == rows.distinct().count() == 4
+    assert {(r.id_type, r.degree) for r in degrees(rows).collect()} == {("mobile", 2), ("cust_no", 2)}
+
+
 def test_new_vertex_ids_follow_the_dictionary_in_key_order(spark):
     dictionary = spark.createDataFrame([("record", "app_user", "A1", 1), ("identifier", "mobile", "m1", 7)],
                                        "kind string, ns string, key string, vertex bigint")
