@@ -8,7 +8,8 @@ from pyspark.sql import functions as F
 
 from kequn.config import IdentityConfig, PipelineConfig
 from kequn.identity import explain, one_id_map_as_of, run
-from kequn.identity.edges import identifiers_in, keyed_vertices, listed_identifiers, new_dictionary_entries, record_vertices
+from kequn.identity.edges import (all_listed_identifiers, identifiers_in, keyed_vertices, listed_identifiers,
+                                  master_frames, new_dictionary_entries, record_vertices)
 from kequn.identity.numbering import numbered
 from kequn.identity.guard import blocklisted, degrees, linking_identifiers, over_limit
 from kequn.identity.stable import one_id_decisions, one_id_map
@@ -102,7 +103,6 @@ def test_guard_blocks_identifiers_over_limit_and_blocklisted(spark):
 def test_record_identifiers_of_a_day_hold_each_pair_once(spark, warehouse):
     # degrees counts rows as records: a key delivered in several versions must still list its
     # identifiers once.
-    from kequn.identity.edges import all_listed_identifiers, master_frames
     load(warehouse, "2026-11-01", core_customer=[{"cust_no": "C1", "mobile_token": "m1"}],
          app_user=[{"app_user_id": "A1", "mobile_token": "m1", "cust_no": "C1"}])
     load(warehouse, "2026-11-02", core_customer=[{"cust_no": "C1", "mobile_token": "m1"}],
