@@ -149,6 +149,10 @@ def test_binned_counts_persons_per_bin_for_each_label_and_tag(spark):
     assert got == {("own", "amt"): {"b0": 2, "b1": 1, "b2": 1, gates.NULL_BIN: 1},
                    ("prev", "amt"): {"b1": 4, gates.NULL_BIN: 1},
                    ("own", "lvl"): {"a": 3, "b": 1, gates.NULL_BIN: 1}}
+    # a numeric tag without edges of its own today is counted by value, still binned at yesterday's edges
+    got = gates.binned(typed, cat, ["amt"], {"own": {}, "prev": {"amt": [6.0, 0.5]}})
+    assert got == {("own", "amt"): {"1.0": 1, "2.0": 1, "5.0": 1, "10.0": 1, gates.NULL_BIN: 1},
+                   ("prev", "amt"): {"b1": 3, "b2": 1, gates.NULL_BIN: 1}}
     many = spark.createDataFrame([(float(i), f"v{i}") for i in range(gates.MAX_BINS + 5)], "amt double, lvl string")
     kept = gates.binned(many, cat, ["lvl"], {"own": {}})[("own", "lvl")]
     assert len(kept) == gates.MAX_BINS + 1 and kept[gates.OTHER_BIN] == 5 and sum(kept.values()) == gates.MAX_BINS + 5

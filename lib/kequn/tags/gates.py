@@ -7,15 +7,15 @@ population stability index of the value distribution must stay at or below ``max
 (numeric tags binned at yesterday's deciles, others by value, nulls excluded; only when both
 days have ``psi_min_count`` values). A tag that fails is withheld from the day's outputs; the
 rest publish. Today's values are binned from the wide profile (one row per person, not the long
-form's one per person and tag) in two Spark jobs (deciles, binned counts), and the day's own bins
-are kept in ``quality.tag_distributions`` for the next day, so yesterday's long form is not read.
+form's one per person and tag) in three Spark jobs (deciles, numeric bins, other values), and the
+day's own bins are kept in ``quality.tag_distributions`` for the next day, so yesterday's long form is
+not read.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-from functools import reduce
 from typing import Optional
 
 from pyspark.sql import DataFrame, Window
@@ -96,70 +96,77 @@ def quantiles(profile: DataFrame, numeric: list[str]) -> dict[str, tuple[list, f
     aggs = []
     for i, c in enumerate(numeric):
         v = F.col(f"`{c}`")
-        aggs += [F.percentile_approx(v, QUANTILES, 1000).alias(f"q{i}"), F.min(v).alias(f"mn{i}"), F.max(v).alias(f"mx{i}")]
+        aggs += [F.percentile_approx(v, QUANTILES, 1000).alias(f"q{i}"), F.min(v).alias(f"mn{i}"),
+                 F.max(v).alias(f"mx{i}")]
     row = profile.agg(*aggs).first()
     return {c: (list(row[f"q{i}"]), row[f"mn{i}"], row[f"mx{i}"]) for i, c in enumerate(numeric) if row[f"q{i}"]}
-
-
-def edges_below(value, edges: list[float]):
-    """How many of ``edges`` lie below ``value``: its bin's index.
-
-    A sum of comparisons with literals, compiled with the rest of the projection; ``size(filter(array,
-    lambda))`` runs its lambda interpreted, row by row (a small part of the cost below: 2 of 48 s).
-    """
-    return reduce(lambda a, b: a + b, [(value > F.lit(float(e))).cast("int") for e in edges], F.lit(0))
 
 
 def binned(profile: DataFrame, catalog: Catalog, codes: list[str],
            edge_sets: dict[str, dict[str, list[float]]]) -> dict[tuple[str, str], dict[str, int]]:
     """{(label, tag): {bin: persons}}: each numeric tag binned at the edges of every label that has
-    edges for it, the other tags by value under the label "own". Two aggregations over the profile
-    (:func:`comparable`), collected together.
+    edges for it, the other tags by value under the label "own". A numeric value's bin is "b<n>", n the
+    number of edges strictly below it; a null's is NULL_BIN; bins of no person are left out.
 
-    Each (label, tag) bin is a column first, then the columns are stacked into (index, bin) rows. Built
-    as one exploded array of (label, tag, bin) structs per person, the rows alone took 48 s for 1.24M
-    persons and 107 label-tag pairs. Numeric bins are counted as integers and named "b<n>" once
-    counted (at most eleven rows a pair), not for every person and pair: with that string built per
-    row and the casts inline, 124k persons and 107 pairs took 20.8 s in a fresh JVM (a daily run's)
-    and 6.9 s warm; now 8.4 s and 5.7 s.
+    Two Spark jobs over the profile (:func:`comparable`): :func:`numeric_bins` and :func:`value_bins`.
     """
     numeric = set(_numeric(catalog, codes))
-    pairs: list[tuple[str, str]] = []
-    num_bins, str_bins = {}, {}
-    for c in codes:
-        v = F.col(f"`{c}`")
-        for label, edges in edge_sets.items():
-            if c in numeric and c in edges:
-                num_bins[len(pairs)] = F.when(v.isNotNull(), edges_below(v, edges[c]))
-            elif label == "own":
-                str_bins[len(pairs)] = F.coalesce(v.cast("string"), F.lit(NULL_BIN))
-            else:
-                continue
-            pairs.append((label, c))
-    parts = []
-    if num_bins:
-        parts.append(stacked_counts(profile, num_bins)
-                     .withColumn("bin", F.coalesce(F.concat(F.lit("b"), F.col("bin").cast("string")), F.lit(NULL_BIN))))
-    if str_bins:
-        counts = stacked_counts(profile, str_bins)
-        w = Window.partitionBy("_i").orderBy(F.col("n").desc(), F.col("bin"))
-        parts.append(counts.withColumn("_r", F.row_number().over(w))
-                     .withColumn("bin", F.when((F.col("_r") > MAX_BINS) & (F.col("bin") != NULL_BIN), F.lit(OTHER_BIN))
-                                 .otherwise(F.col("bin")))
-                     .groupBy("_i", "bin").agg(F.sum("n").alias("n")))
-    if not parts:
-        return {}
-    out: dict = {}
-    for r in reduce(DataFrame.unionByName, parts).collect():   # at most MAX_BINS + 2 rows per tag and label
-        out.setdefault(pairs[r["_i"]], {})[r["bin"]] = int(r["n"])
+    cuts = [(label, c, edges[c]) for c in codes if c in numeric for label, edges in edge_sets.items() if c in edges]
+    out = numeric_bins(profile, cuts)
+    if "own" in edge_sets:
+        # A numeric tag without edges of its own (no value today, so no deciles) is counted by value.
+        by_value = [c for c in codes if c not in numeric or c not in edge_sets["own"]]
+        out.update({("own", c): n for c, n in value_bins(profile, by_value).items()})
     return out
 
 
-def stacked_counts(profile: DataFrame, bins: dict[int, object]) -> DataFrame:
-    """(_i, bin, n): persons per bin of each indexed bin column."""
-    cols = [b.alias(f"_b{i}") for i, b in bins.items()]
-    stack = F.expr(f"stack({len(bins)}, {', '.join(f'{i}, _b{i}' for i in bins)}) AS (_i, bin)")
-    return profile.select(*cols).select(stack).groupBy("_i", "bin").agg(F.count(F.lit(1)).alias("n"))
+def numeric_bins(profile: DataFrame, cuts: list[tuple[str, str, list[float]]]) -> dict[tuple[str, str], dict[str, int]]:
+    """{(label, tag): {bin: persons}} for each ``(label, tag, edges)`` of ``cuts``: one aggregation, one
+    row back.
+
+    With the edges ascending, the persons above each edge are cumulative counts, and a bin's persons
+    the difference of two of them: one conditional count per edge, no row per person and bin. Stacked
+    into (pair, bin) rows and grouped with the other values, 1.24M persons and 70 numeric pairs made 87M
+    rows: the binning took 18-19 s, and 8-9 s counted this way (2026-12-05, BENCHMARKS.md).
+    """
+    if not cuts:
+        return {}
+    aggs = [F.count(F.lit(1))]
+    for _, c, edges in cuts:
+        v = F.col(f"`{c}`")
+        aggs += [F.count(v)] + [F.count_if(v > F.lit(float(e))) for e in sorted(edges)]
+    row = profile.agg(*[a.alias(f"_a{i}") for i, a in enumerate(aggs)]).first()
+    total, at, out = row[0], 1, {}
+    for label, c, edges in cuts:
+        above = [row[at + i] for i in range(len(edges) + 1)] + [0]   # non-null, then above each edge
+        at += len(edges) + 1
+        bins = {f"b{j}": above[j] - above[j + 1] for j in range(len(edges) + 1)}
+        bins[NULL_BIN] = total - above[0]
+        out[(label, c)] = {b: int(n) for b, n in bins.items() if n}
+    return out
+
+
+def value_bins(profile: DataFrame, codes: list[str]) -> dict[str, dict[str, int]]:
+    """{tag: {value: persons}} of each (string) tag of ``codes``: the MAX_BINS commonest values, the rest
+    in OTHER_BIN, nulls in NULL_BIN.
+
+    The tags' columns are stacked into (tag, value) rows and grouped: built as one exploded array of
+    (tag, value) structs per person, the rows alone took 48 s for 1.24M persons and 107 tags and labels.
+    """
+    if not codes:
+        return {}
+    cols = [F.coalesce(F.col(f"`{c}`").cast("string"), F.lit(NULL_BIN)).alias(f"_b{i}") for i, c in enumerate(codes)]
+    stack = F.expr(f"stack({len(codes)}, {', '.join(f'{i}, _b{i}' for i in range(len(codes)))}) AS (_i, bin)")
+    counts = profile.select(*cols).select(stack).groupBy("_i", "bin").agg(F.count(F.lit(1)).alias("n"))
+    w = Window.partitionBy("_i").orderBy(F.col("n").desc(), F.col("bin"))
+    kept = (counts.withColumn("_r", F.row_number().over(w))
+            .withColumn("bin", F.when((F.col("_r") > MAX_BINS) & (F.col("bin") != NULL_BIN), F.lit(OTHER_BIN))
+                        .otherwise(F.col("bin")))
+            .groupBy("_i", "bin").agg(F.sum("n").alias("n")))
+    out: dict[str, dict[str, int]] = {}
+    for r in kept.collect():   # at most MAX_BINS + 2 rows per tag
+        out.setdefault(codes[r["_i"]], {})[r["bin"]] = int(r["n"])
+    return out
 
 
 def distributions(profile: DataFrame, catalog: Catalog, codes: list[str], prev: Optional[DayDistribution]):
