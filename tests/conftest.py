@@ -75,6 +75,9 @@ def submit_run(master: str, landing: Path, wh: Path, as_of: str, cwd: Path) -> s
            "--conf", "spark.databricks.delta.snapshotPartitions=2", "--conf", "spark.ui.enabled=false",
            # The suite's own setting for thousands of tiny queries (see kequn.session): interpreted projections.
            "--conf", "spark.sql.codegen.factoryMode=NO_CODEGEN",
+           # As the README's command (kequn.session.JIT_OPTION): the running JVMs cannot be given it later.
+           "--conf", "spark.driver.extraJavaOptions=-XX:-DontCompileHugeMethods",
+           "--conf", "spark.executor.extraJavaOptions=-XX:-DontCompileHugeMethods",
            "--executor-memory", "1g", "--py-files", str(ROOT / "dist" / "kequn.zip"),
            str(ROOT / "jobs" / "run.py"), "--landing", str(landing), "--warehouse", str(wh),
            "--as-of", as_of, "--conf", str(ROOT / "conf")]
