@@ -76,9 +76,10 @@ SESSION_SETTINGS = {TIME_ZONE_KEY: TIME_ZONE, DELTA_ZONE_CHECK_KEY: "false"}
 
 # HotSpot leaves a method of more than 8,000 bytes of bytecode to its interpreter, and whole-stage code
 # generation writes one method per stage: a stage computing many columns at once (the tag rules over the
-# joined passes, the gates' bins, a quality batch) then runs interpreted, row by row. Spark's docs name
-# the limit (spark.sql.codegen.hugeMethodLimit). Lifted for the local JVM: at 1,000,000 persons the tags'
-# joined passes with their rules took 14.3 s to compute, 5.6 s with it (BENCHMARKS.md). Under
+# joined passes, for one) then runs interpreted, row by row. Spark's docs name the limit
+# (spark.sql.codegen.hugeMethodLimit). Lifted for the local JVM: at 1,000,000 persons the tags' joined
+# passes with their rules took 14.3 s to compute, 5.6 s with it; the whole tags stage 422.5 s and 405.9 s,
+# while a 100k daily run took 183.7 s and 196.2 s (compiling costs time too; BENCHMARKS.md). Under
 # spark-submit the driver's JVM is running already: the command line passes it (README, "Running on a
 # cluster"). Added to Java options given in --conf or conf/pipeline.yaml, unless they name the flag.
 JIT_OPTION, JAVA_OPTIONS_KEY = "-XX:-DontCompileHugeMethods", "spark.driver.extraJavaOptions"
