@@ -222,6 +222,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse generated data in --out")
     ap.add_argument("--workers", type=int, default=3,
                     help="source passes at a time in the staged runs, as tags.parallel_passes (default 3)")
+    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Spark setting for the session (repeatable), e.g. "
+                         "spark.driver.extraJavaOptions=-XX:+DontCompileHugeMethods")
     ap.add_argument("--naive-all", action="store_true",
                     help="also run the naive plan (one query per tag) for the whole catalog, not only the reference tags")
     args = ap.parse_args(argv)
@@ -239,7 +242,8 @@ def main(argv=None) -> int:
 
     if not args.reuse and os.path.exists(args.out):
         shutil.rmtree(args.out)
-    spark = build_session(os.path.join(args.out, "wh"))
+    overrides = dict(kv.split("=", 1) for kv in args.spark_conf)
+    spark = build_session(os.path.join(args.out, "wh"), overrides=overrides)
     wh = Warehouse(spark, os.path.join(args.out, "wh"))
     if not args.reuse:
         generate(spark, wh, args.persons, args.txn_per_person, args.events_per_person)
