@@ -78,8 +78,9 @@ SESSION_SETTINGS = {TIME_ZONE_KEY: TIME_ZONE, DELTA_ZONE_CHECK_KEY: "false"}
 # generation writes one method per stage: a stage computing many columns at once (the tag rules over the
 # joined passes, for one) then runs interpreted, row by row. Spark's docs name the limit
 # (spark.sql.codegen.hugeMethodLimit). Lifted for the local JVM: at 1,000,000 persons the tags' joined
-# passes with their rules took 14.3 s to compute, 5.6 s with it; the whole tags stage 422.5 s and 405.9 s,
-# while a 100k daily run took 183.7 s and 196.2 s (compiling costs time too; BENCHMARKS.md). Under
+# passes with their rules took 14.3 s to compute, 5.6 s with it; the whole tags stage 422.5 s and 405.9 s;
+# the tags benchmark's whole catalog 96.5 s and 90.4 s. At 100,000 persons it changes nothing measurable
+# (full 389.3 / 395.0 s, daily 190.6 / 189.9 s, without / with; BENCHMARKS.md). Under
 # spark-submit the driver's JVM is running already: the command line passes it (README, "Running on a
 # cluster"). Added to Java options given in --conf or conf/pipeline.yaml, unless they name the flag.
 JIT_OPTION, JAVA_OPTIONS_KEY = "-XX:-DontCompileHugeMethods", "spark.driver.extraJavaOptions"
