@@ -213,16 +213,25 @@ UNPIVOT INCLUDE NULLS (tag_value FOR tag_code IN (txn_cnt_90d, txn_amt_90d, aum,
 """
 
 
+def setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--spark-conf {text!r}: expected KEY=VALUE")
+    return key, value
+
+
 def main(argv=None) -> int:
+    from kequn.config import TagsConfig
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--persons", type=int, default=100_000)
     ap.add_argument("--txn-per-person", type=int, default=10)
     ap.add_argument("--events-per-person", type=int, default=10)
     ap.add_argument("--out", default="/tmp/kequn_tags_bench")
     ap.add_argument("--reuse", action="store_true", help="reuse generated data in --out")
-    ap.add_argument("--workers", type=int, default=3,
-                    help="source passes at a time in the staged runs, as tags.parallel_passes (default 3)")
-    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--workers", type=int, default=TagsConfig().parallel_passes,
+                    help="source passes at a time in the staged runs (default: tags.parallel_passes' default)")
+    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE", type=setting,
                     help="a Spark setting for the session (repeatable), e.g. "
                          "spark.driver.extraJavaOptions=-XX:+DontCompileHugeMethods")
     ap.add_argument("--naive-all", action="store_true",
@@ -242,8 +251,7 @@ def main(argv=None) -> int:
 
     if not args.reuse and os.path.exists(args.out):
         shutil.rmtree(args.out)
-    overrides = dict(kv.split("=", 1) for kv in args.spark_conf)
-    spark = build_session(os.path.join(args.out, "wh"), overrides=overrides)
+    spark = build_session(os.path.join(args.out, "wh"), overrides=dict(args.spark_conf))
     wh = Warehouse(spark, os.path.join(args.out, "wh"))
     if not args.reuse:
         generate(spark, wh, args.persons, args.txn_per_person, args.events_per_person)
