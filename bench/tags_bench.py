@@ -220,12 +220,14 @@ def setting(text: str) -> tuple[str, str]:
     return key, value
 
 
-def duckdb_memory_gb(total_bytes: int | None = None) -> int:
-    """DuckDB's memory limit in this process: the machine's memory less the local JVM's heap and 2 GB."""
-    from kequn.session import local_memory_gb
+def duckdb_memory_gb(total_bytes: int | None = None) -> int | None:
+    """DuckDB's memory limit in this process: the machine's memory less the local JVM's heap and 2 GB;
+    None (DuckDB's own default) where the machine's memory is not known."""
+    from kequn.session import local_memory_gb, machine_memory_bytes
 
+    total_bytes = total_bytes if total_bytes is not None else machine_memory_bytes()
     if total_bytes is None:
-        total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return None
     return max(1, int(total_bytes / 2**30) - local_memory_gb(total_bytes) - 2)
 
 
@@ -307,7 +309,8 @@ def main(argv=None) -> int:
     # DuckDB takes 80 % of the machine's memory by default, beside the local JVM's heap (half of it): at
     # millions of persons the two together could exhaust it. Its share is what the heap leaves, less
     # 2 GB for Python and the OS; what does not fit spills to a folder of the run's own.
-    con.execute(f"SET memory_limit = '{duckdb_memory_gb()}GB'")
+    if (limit := duckdb_memory_gb()) is not None:
+        con.execute(f"SET memory_limit = '{limit}GB'")
     con.execute(f"SET temp_directory = '{args.out}/duckdb_tmp'")
     # Spark writes timestamps as INT96 instants, which DuckDB reads as naive UTC wall clock: a day is
     # the instant's date in China Standard Time, as in the Spark session (casting the naive value to a

@@ -26,6 +26,14 @@ IVY_CACHE = Path(os.environ.get("KEQUN_IVY_CACHE", PROJECT_ROOT / ".cache" / "iv
 IVY_SETTINGS = PROJECT_ROOT / "conf" / "ivysettings.xml"
 
 
+def machine_memory_bytes() -> Optional[int]:
+    """The machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def local_memory_gb(total_bytes: Optional[int] = None) -> int:
     """The local JVM's heap: half the machine's memory, between 2 and 32 GB.
 
@@ -35,9 +43,8 @@ def local_memory_gb(total_bytes: Optional[int] = None) -> int:
     the JVM loses its compressed object pointers, so more heap holds less.
     """
     if total_bytes is None:
-        try:
-            total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
+        total_bytes = machine_memory_bytes()
+        if total_bytes is None:
             return 4
     return max(2, min(32, int(total_bytes / 2**30 / 2)))
 
