@@ -509,11 +509,26 @@ def table_lines(rows: list[dict]) -> list[str]:
     return out
 
 
-def block_marker(persons: int, days: int) -> str:
-    return f"<!-- pipeline_bench persons={persons} days={days} -->"
+DENSITY_DEFAULTS = {"holding_every": 1, "activity": 1.0}
 
 
-_BLOCK = re.compile(r"<!-- pipeline_bench persons=(\d+) days=(\d+) -->\n.*?<!-- /pipeline_bench -->\n", re.S)
+def density(holding_every: int = 1, activity: float = 1.0) -> dict[str, str]:
+    """The generator's settings that differ from its defaults: ``name=value`` (for the block's marker) -> words
+    (for its title). Empty at the defaults, so the tables written before these settings keep their place."""
+    words = {}
+    if holding_every != DENSITY_DEFAULTS["holding_every"]:
+        words[f"holding_every={holding_every}"] = f"holdings every {holding_every} days"
+    if activity != DENSITY_DEFAULTS["activity"]:
+        words[f"activity={activity:g}"] = f"everyday activity x{activity:g}"
+    return words
+
+
+def block_marker(persons: int, days: int, dens: str = "") -> str:
+    return f"<!-- pipeline_bench persons={persons} days={days}{' ' + dens if dens else ''} -->"
+
+
+_BLOCK = re.compile(r"<!-- pipeline_bench persons=(\d+) days=(\d+)((?: \w+=[\d.]+)*) -->\n.*?"
+                    r"<!-- /pipeline_bench -->\n", re.S)
 
 SECTION_INTRO = """Every stage of `kequn run` in one SparkSession (JVM started once): a *full* run into an empty warehouse
 at as-of = the second-to-last generated day, then an *incremental* run for the last day, after the full
@@ -525,8 +540,9 @@ attributed by job group `kequn:<stage>`. Definitions in the script's docstring.
 """
 
 
-def write_section(path: Path, persons: int, days: int, block: str) -> None:
-    """Replace (or add) the block of this size in the end-to-end section of ``path``; nothing else changes."""
+def write_section(path: Path, persons: int, days: int, block: str, dens: str = "") -> None:
+    """Replace (or add) the block of this size and density in the end-to-end section of ``path``; nothing else
+    changes."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     block = block.rstrip("\n") + "\n"
     lines = text.splitlines(keepends=True)
@@ -540,9 +556,9 @@ def write_section(path: Path, persons: int, days: int, block: str) -> None:
     else:
         end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
         before, body, after = "".join(lines[:start]), "".join(lines[start + 1:end]), "".join(lines[end:])
-    blocks = {(int(m.group(1)), int(m.group(2))): m.group(0) for m in _BLOCK.finditer(body)}
+    blocks = {(int(m.group(1)), int(m.group(2)), m.group(3).strip()): m.group(0) for m in _BLOCK.finditer(body)}
     intro = _BLOCK.sub("", body).strip("\n")
-    blocks[(persons, days)] = block
+    blocks[(persons, days, dens)] = block
     new = SECTION + "\n\n" + (intro or SECTION_INTRO.strip("\n")) + "\n\n"
     new += "\n".join(blocks[k] for k in sorted(blocks))
     if after:
@@ -619,6 +635,10 @@ def main(argv=None) -> int:
     ap.add_argument("--days", type=int, required=True)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--end", default="2026-11-25", help="date of the last landing batch")
+    ap.add_argument("--holding-every", type=int, default=1, metavar="DAYS",
+                    help="the generator's holding snapshot every DAYS days (default 1: daily, 60%% of the rows)")
+    ap.add_argument("--activity", type=float, default=1.0,
+                    help="the generator's scale of everyday transactions and events (default 1.0)")
     ap.add_argument("--out", default="/tmp/kequn_bench", help="scratch folder: landing/, wh/, eventlog/")
     ap.add_argument("--reuse", action="store_true", help="keep <out>/landing if it was generated with the same size")
     ap.add_argument("--incremental", action="store_true", help="then run every stage again for the last day")
@@ -635,6 +655,10 @@ def main(argv=None) -> int:
         args.incremental = args.reuse = True
     if args.persons < 1 or args.days < 2:
         ap.error("--persons must be >= 1 and --days >= 2 (the full run stops one day before the last)")
+    if args.holding_every < 1 or not args.activity > 0:
+        ap.error("--holding-every must be >= 1 and --activity > 0")
+    thinned = density(args.holding_every, args.activity)
+    dens = " ".join(thinned)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     for noisy in ("py4j", "great_expectations", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -659,10 +683,11 @@ def main(argv=None) -> int:
     t_bench = time.time()
 
     # ---------------------------------------------------------------- landing
-    wanted = {"persons": args.persons, "days": args.days, "seed": args.seed, "end": args.end}
+    wanted = {"persons": args.persons, "days": args.days, "seed": args.seed, "end": args.end,
+              "holding_every": args.holding_every, "activity": args.activity}
     marker = landing / MARKER
     info = json.loads(marker.read_text()) if marker.exists() else None
-    if args.reuse and info and {k: info.get(k) for k in wanted} == wanted:
+    if args.reuse and info and {k: info.get(k, DENSITY_DEFAULTS.get(k)) for k in wanted} == wanted:
         log.info("bench: reusing %s (%s)", landing, wanted)
         gen_seconds = None
     else:
@@ -672,7 +697,8 @@ def main(argv=None) -> int:
         if marker.exists():
             marker.unlink()
         t0 = time.time()
-        summary = generate(str(landing), persons=args.persons, days=args.days, seed=args.seed, end=args.end)
+        summary = generate(str(landing), persons=args.persons, days=args.days, seed=args.seed, end=args.end,
+                           holding_every=args.holding_every, activity=args.activity)
         gen_seconds = time.time() - t0
         info = dict(wanted, summary=summary, generate_seconds=round(gen_seconds, 1))
         info["batches"] = landing_batches(landing)
@@ -686,6 +712,8 @@ def main(argv=None) -> int:
     batches = info["batches"]
     landing_rows = sum(r for per in batches.values() for r, _ in per.values())
     landing_bytes = sum(b for per in batches.values() for _, b in per.values())
+    from kequn.landing import MASTER_SOURCES
+    fact_rows = sum(r for s, per in batches.items() if s not in MASTER_SOURCES for r, _ in per.values())
     rows_upto = lambda lo, hi: sum(r for per in batches.values() for d, (r, _) in per.items() if lo < d <= hi)  # noqa
     mc = info["master_change"]
     log.info("bench: landing %s rows, %s; %s", f"{landing_rows:,}", human_bytes(landing_bytes), change_note(mc))
@@ -699,10 +727,11 @@ def main(argv=None) -> int:
         earlier_full = [r for r in prev.get("results", []) if r["run"] == "full"]
         earlier_started = prev.get("started_at")
         full_ended_ms = prev.get("full_ended_ms")
-        if (prev.get("persons"), prev.get("days"), prev.get("seed")) != (args.persons, args.days, args.seed) \
+        if (prev.get("persons"), prev.get("days"), prev.get("seed"), prev.get("density", "")) \
+                != (args.persons, args.days, args.seed, dens) \
                 or not full_ended_ms or not earlier_full or any(r["exit_code"] for r in earlier_full):
-            ap.error(f"--incremental-only needs {prev_path} from a successful full run of this size and seed "
-                     "(recorded by this script since it writes full_ended_ms)")
+            ap.error(f"--incremental-only needs {prev_path} from a successful full run of this size, seed and "
+                     "density (recorded by this script since it writes full_ended_ms)")
         rewound = rewind_warehouse(wh_root, full_ended_ms)
         log.info("bench: warehouse rewound to the full run's end (%d tables, %d deleted)", len(rewound),
                  sum(v < 0 for v in rewound.values()))
@@ -782,8 +811,8 @@ def main(argv=None) -> int:
     wall = time.time() - t_bench
     full_rows = ingest_rows["full"]
     lines = [
-        block_marker(args.persons, args.days),
-        f"### {args.persons:,} persons, {args.days} days",
+        block_marker(args.persons, args.days, dens),
+        f"### {args.persons:,} persons, {args.days} days" + "".join(f", {w}" for w in thinned.values()),
         "",
         f"`{command}`",
         "",
@@ -792,7 +821,8 @@ def main(argv=None) -> int:
         f"{wall / 60:.1f} min in all (session start {session_seconds:.0f} s"
         + (f", generation {gen_seconds:.0f} s)" if gen_seconds is not None else ", landing reused)"),
         f"- landing: {args.persons:,} persons, {args.days} days ({first_day} .. {last_day}, seed {args.seed}), "
-        f"{landing_rows:,} rows, {human_bytes(landing_bytes)}; full run as of {full_day} ({full_rows:,} rows), "
+        f"{landing_rows:,} rows ({fact_rows / args.persons:.0f} fact rows a person), {human_bytes(landing_bytes)}; "
+        f"full run as of {full_day} ({full_rows:,} rows), "
         + (f"incremental as of {last_day} ({ingest_rows['incremental']:,} rows)" if args.incremental
            else "no incremental run"),
         f"- {change_note(mc)}",
@@ -827,7 +857,8 @@ def main(argv=None) -> int:
     (out / "pipeline_bench.json").write_text(json.dumps({
         "command": command, "machine": mach, "load_start": load_start, "load_end": load_end,
         "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat(), "persons": args.persons,
-        "days": args.days, "seed": args.seed, "landing_rows": landing_rows, "landing_bytes": landing_bytes,
+        "days": args.days, "seed": args.seed, "density": dens, "landing_rows": landing_rows,
+        "landing_bytes": landing_bytes,
         "master_change": mc, "delivery": delivery, "full_ended_ms": full_ended_ms, "results": results, "totals": rows,
         "ratio_incremental_full": ratio,
         "outside_stages": other}, indent=1, default=str))
@@ -835,7 +866,7 @@ def main(argv=None) -> int:
         if not ok:
             log.error("bench: a stage failed; %s not written", args.write)
         else:
-            write_section(Path(args.write), args.persons, args.days, block)
+            write_section(Path(args.write), args.persons, args.days, block, dens)
             print(f"wrote the {args.persons:,} x {args.days} table into {args.write}")
     return 0 if ok else 1
 

@@ -163,3 +163,17 @@ def test_rewind_puts_delta_tables_back_to_a_moment(spark, tmp_path):
     assert not [f.name for f in (t / "_delta_log").iterdir() if "00002" in f.name or "_last_checkpoint" in f.name]
     spark.range(100, 101).write.format("delta").mode("append").save(str(t))   # the log takes new commits
     assert sorted(r.id for r in spark.read.format("delta").load(str(t)).collect()) == [*range(20), 100]
+
+
+def test_a_thinned_landing_has_its_own_block_beside_the_default_one(tmp_path):
+    md = tmp_path / "B.md"
+    thin = " ".join(bench.density(holding_every=7, activity=0.25))
+    assert thin == "holding_every=7 activity=0.25" and bench.density() == {}
+    bench.write_section(md, 100, 90, bench.block_marker(100, 90) + "\ndaily holdings\n<!-- /pipeline_bench -->\n")
+    bench.write_section(md, 100, 90, bench.block_marker(100, 90, thin) + "\nold thin\n<!-- /pipeline_bench -->\n",
+                        thin)
+    bench.write_section(md, 100, 90, bench.block_marker(100, 90, thin) + "\nnew thin\n<!-- /pipeline_bench -->\n",
+                        thin)
+    text = md.read_text()
+    assert "daily holdings" in text and "new thin" in text and "old thin" not in text
+    assert text.index("daily holdings") < text.index("new thin")

@@ -163,6 +163,28 @@ def test_deterministic_for_a_seed(tmp_path):
     assert files_digest(a) != files_digest(c)
 
 
+def test_thinner_density_keeps_the_delivered_days_and_master_data(tmp_path, sample, facts):
+    root, summary = sample
+    thin = str(tmp_path / "thin")
+    got = generate(thin, persons=PERSONS, days=20, seed=7, end=END, holding_every=7, activity=0.25)
+    assert files_digest(os.path.join(thin, "core_customer")) == files_digest(os.path.join(root, "core_customer"))
+    assert got["app_user"] == summary["app_user"] and got["touch"] == summary["touch"]
+    for s in ("transaction", "event"):   # planted need signals stay, so above a quarter
+        assert 0.25 * summary[s] < got[s] < 0.5 * summary[s], (s, got[s], summary[s])
+
+    cols = SOURCES["holding"].column_names
+    h = load(thin, "holding")
+    delivered = pd.date_range(end=END, periods=20)[::-1][::7].strftime("%Y-%m-%d")
+    assert sorted(h["_dt"].unique()) == sorted(delivered)
+    # every day still has its holding batch folder; the days between deliveries are empty
+    assert len(glob.glob(os.path.join(thin, "holding", "dt=*"))) == 20
+    daily = facts["holding"][facts["holding"]["_dt"].isin(delivered)]
+    pd.testing.assert_frame_equal(h[cols].sort_values(cols).reset_index(drop=True),
+                                  daily[cols].sort_values(cols).reset_index(drop=True))
+    with pytest.raises(ValueError, match="holding_every"):
+        generate(str(tmp_path / "bad"), persons=10, days=2, holding_every=0)
+
+
 def test_small_sample_is_fast(tmp_path):
     t = time.monotonic()
     generate(str(tmp_path / "s"), persons=200, days=10)

@@ -36,6 +36,16 @@ def _positive(text: str) -> int:
     return n
 
 
+def _scale(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number")
+    return x
+
+
 def _port(text: str) -> int:
     n = int(text) if text.isdigit() else 0
     if not 0 < n < 65536:
@@ -89,6 +99,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--days", required=True, type=_positive)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--end", type=_date, default="2026-11-25", help="date of the last batch")
+    p.add_argument("--holding-every", type=_positive, default=1, metavar="DAYS",
+                   help="deliver the holding snapshot every DAYS days, counted back from --end (default 1: daily)")
+    p.add_argument("--activity", type=_scale, default=1.0,
+                   help="scale of everyday transactions and events (default 1.0; planted signals unchanged)")
     p.add_argument("-v", "--verbose", action="store_true")
 
     p = sub.add_parser("explain", help="why the records of a one_id were merged")
@@ -186,7 +200,8 @@ def main(argv=None) -> int:
 
     if args.command == "generate":
         from .generate import generate
-        summary = generate(args.out, persons=args.persons, days=args.days, seed=args.seed, end=args.end)
+        summary = generate(args.out, persons=args.persons, days=args.days, seed=args.seed, end=args.end,
+                           holding_every=args.holding_every, activity=args.activity)
         log.info("generated landing data in %s: %s", args.out, summary)
         return 0
 

@@ -97,13 +97,14 @@ def _batch_of(t: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- transactions
-def transactions(P: Persons, L: Links, seed: int, chunk: int, t_start: int, t_end: int, days: int) -> dict:
+def transactions(P: Persons, L: Links, seed: int, chunk: int, t_start: int, t_end: int, days: int,
+                 activity: float = 1.0) -> dict:
     rng = stream(seed, "txn", chunk)
     n = len(P)
     span = (t_end - t_start) / DAY
     has_c, has_k = L.core >= 0, L.card >= 0
     elig = (has_c | has_k) & ~P.dormant
-    cnt = rng.poisson(0.16 * span * P.txn_mult * elig)
+    cnt = rng.poisson(0.16 * activity * span * P.txn_mult * elig)
     own = repeat_idx(cnt)
     m = len(own)
     t = times_in(rng, np.full(m, t_start), np.full(m, t_end))
@@ -213,7 +214,8 @@ def render_transactions(c: dict, rows: np.ndarray, id_base: int, L: Links, t0: i
 
 
 # ---------------------------------------------------------------- events
-def events(P: Persons, L: Links, seed: int, chunk: int, t_start: int, t_end: int, days: int) -> dict:
+def events(P: Persons, L: Links, seed: int, chunk: int, t_start: int, t_end: int, days: int,
+           activity: float = 1.0) -> dict:
     rng = stream(seed, "evt", chunk)
     n = len(P)
     span = (t_end - t_start) / DAY
@@ -221,7 +223,7 @@ def events(P: Persons, L: Links, seed: int, chunk: int, t_start: int, t_end: int
     tot = w.sum(axis=1)
     elig = (tot > 0) & ~P.dormant
     cum = np.cumsum(w, axis=1) / np.where(tot > 0, tot, 1)[:, None]
-    cnt = rng.poisson(0.24 * span * P.evt_mult * elig)
+    cnt = rng.poisson(0.24 * activity * span * P.evt_mult * elig)
     own = repeat_idx(cnt)
     m = len(own)
     t = times_in(rng, np.full(m, t_start), np.full(m, t_end))

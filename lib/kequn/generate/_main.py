@@ -60,7 +60,8 @@ def _by_batch(dt: np.ndarray):
         yield int(sd[a]), order[a:b]
 
 
-def generate(out: str, persons: int, days: int, seed: int = 42, end: str = "2026-11-25") -> dict:
+def generate(out: str, persons: int, days: int, seed: int = 42, end: str = "2026-11-25",
+             holding_every: int = 1, activity: float = 1.0) -> dict:
     """Write a landing folder for `persons` people and `days` daily batches ending on `end`.
 
     Layout `<out>/<source>/dt=YYYY-MM-DD/part-NNNNN.csv` for the nine sources of the landing
@@ -68,9 +69,20 @@ def generate(out: str, persons: int, days: int, seed: int = 42, end: str = "2026
     master-data record. Deterministic for (persons, days, seed, end). Returns row counts per source
     plus `truth_records`, `persons` and `bytes` (on disk). Existing `<out>/<source>` and `<out>/_truth`
     folders are replaced; nothing else in `out` is touched.
+
+    Density, for benchmarks that need many persons on one disk (the defaults give some 270 landing
+    rows a person over 90 days, 60 % of them holding snapshots): ``holding_every`` delivers the
+    holding snapshot every that many days, counted back from `end` (the contract's snapshot is full
+    on each day it is delivered; the other days' holding batches are empty), and ``activity`` scales
+    the everyday transactions and events. Planted signals (need spending and searches, product
+    purchases, dormant accounts' interest) are left as they are, so the need and lifecycle tags keep
+    their members. The defaults reproduce the data of earlier versions exactly.
     """
     if persons < 1 or days < 1:
         raise ValueError("persons and days must be at least 1")
+    if holding_every < 1 or not activity > 0:
+        raise ValueError(f"holding_every must be at least 1 and activity above 0 "
+                         f"(got {holding_every!r}, {activity!r})")
     started = time.monotonic()
     end_d = np.datetime64(end, "D")
     first = end_d - np.timedelta64(days - 1, "D")
@@ -140,14 +152,14 @@ def generate(out: str, persons: int, days: int, seed: int = 42, end: str = "2026
                     writer.write(s, d, chunk, _master_table(s, cols, t0))
 
             # facts
-            tx = F.transactions(P, L, seed, chunk, t_start, t_end, days)
+            tx = F.transactions(P, L, seed, chunk, t_start, t_end, days, activity)
             base = counters["transaction"]
             for d, pos in _by_batch(tx["dt"]):
                 writer.write("transaction", d, chunk, F.render_transactions(tx["cols"], tx["rows"][pos], base, L, t0))
             counters["transaction"] += len(tx["cols"]["t"])
             del tx
 
-            ev = F.events(P, L, seed, chunk, t_start, t_end, days)
+            ev = F.events(P, L, seed, chunk, t_start, t_end, days, activity)
             base = counters["event"]
             for d, pos in _by_batch(ev["dt"]):
                 writer.write("event", d, chunk, F.render_events(ev["cols"], ev["rows"][pos], base, L, t0))
@@ -170,6 +182,8 @@ def generate(out: str, persons: int, days: int, seed: int = 42, end: str = "2026
             h = F.holdings_base(P, core.person, seed, chunk)
             cday = core.create_day
             for d in range(days):
+                if (days - 1 - d) % holding_every:
+                    continue
                 rng = stream(seed, "holding-day", chunk, d)
                 writer.write("holding", d, chunk, F.render_holdings_day(h, d, cday, rng, L, t0_days))
             log.info("generate: chunk %d (%d persons) done after %.1f s", chunk, n, time.monotonic() - started)
