@@ -541,29 +541,31 @@ attributed by job group `kequn:<stage>`. Definitions in the script's docstring.
 
 
 def write_section(path: Path, persons: int, days: int, block: str, dens: str = "") -> None:
-    """Replace (or add) the block of this size and density in the end-to-end section of ``path``; nothing else
-    changes."""
+    """Replace the block of this size and density in the end-to-end section of ``path`` where it stands, or add
+    it among the blocks in order of size; the prose between blocks stays where it is."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     block = block.rstrip("\n") + "\n"
     lines = text.splitlines(keepends=True)
     start = next((i for i, l in enumerate(lines) if l.rstrip("\n") == SECTION), None)
     if start is None:
-        before, body, after = text, "", ""
-        if before and not before.endswith("\n"):
-            before += "\n"
-        if before:
-            before += "\n"
+        before = text + ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "")
+        path.write_text(before + SECTION + "\n\n" + SECTION_INTRO.strip("\n") + "\n\n" + block, encoding="utf-8")
+        return
+    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+    before, body, after = "".join(lines[:start + 1]), "".join(lines[start + 1:end]), "".join(lines[end:])
+    key = (persons, days, dens)
+    found = [((int(m.group(1)), int(m.group(2)), m.group(3).strip()), m) for m in _BLOCK.finditer(body)]
+    same = [m for k, m in found if k == key]
+    later = [m for k, m in found if k > key]
+    if same:
+        body = body[:same[0].start()] + block + body[same[0].end():]
+    elif later:
+        body = body[:later[0].start()] + block + "\n" + body[later[0].start():]
+    elif found:
+        body = body[:found[-1][1].end()] + "\n" + block + body[found[-1][1].end():]
     else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        before, body, after = "".join(lines[:start]), "".join(lines[start + 1:end]), "".join(lines[end:])
-    blocks = {(int(m.group(1)), int(m.group(2)), m.group(3).strip()): m.group(0) for m in _BLOCK.finditer(body)}
-    intro = _BLOCK.sub("", body).strip("\n")
-    blocks[(persons, days, dens)] = block
-    new = SECTION + "\n\n" + (intro or SECTION_INTRO.strip("\n")) + "\n\n"
-    new += "\n".join(blocks[k] for k in sorted(blocks))
-    if after:
-        new += "\n"
-    path.write_text(before + new + after, encoding="utf-8")
+        body = body.rstrip("\n") + "\n\n" + block + ("\n" if after else "")
+    path.write_text(before + body + after, encoding="utf-8")
 
 
 # ====================================================================== the run

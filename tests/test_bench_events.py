@@ -174,6 +174,10 @@ def test_a_thinned_landing_has_its_own_block_beside_the_default_one(tmp_path):
                         thin)
     bench.write_section(md, 100, 90, bench.block_marker(100, 90, thin) + "\nnew thin\n<!-- /pipeline_bench -->\n",
                         thin)
+    md.write_text(md.read_text() + "\n### An older run, kept as prose\n")
+    bench.write_section(md, 100, 90, bench.block_marker(100, 90, thin) + "\nnew thin\n<!-- /pipeline_bench -->\n",
+                        thin)
+    bench.write_section(md, 20, 90, bench.block_marker(20, 90) + "\nsmaller\n<!-- /pipeline_bench -->\n")
     text = md.read_text()
     assert "daily holdings" in text and "new thin" in text and "old thin" not in text
-    assert text.index("daily holdings") < text.index("new thin")
+    assert text.index("smaller") < text.index("daily holdings") < text.index("new thin") < text.index("older run")
