@@ -564,7 +564,7 @@ def write_section(path: Path, persons: int, days: int, block: str, dens: str = "
     elif found:
         body = body[:found[-1][1].end()] + "\n" + block + body[found[-1][1].end():]
     else:
-        body = body.rstrip("\n") + "\n\n" + block + ("\n" if after else "")
+        body = "\n" + (body.strip("\n") or SECTION_INTRO.strip("\n")) + "\n\n" + block + ("\n" if after else "")
     path.write_text(before + body + after, encoding="utf-8")
 
 

@@ -181,3 +181,9 @@ def test_a_thinned_landing_has_its_own_block_beside_the_default_one(tmp_path):
     text = md.read_text()
     assert "daily holdings" in text and "new thin" in text and "old thin" not in text
     assert text.index("smaller") < text.index("daily holdings") < text.index("new thin") < text.index("older run")
+
+    empty = tmp_path / "E.md"   # a section with neither prose nor blocks gets the intro
+    empty.write_text(f"# B\n\n{bench.SECTION}\n\n## Next\n")
+    bench.write_section(empty, 10, 5, bench.block_marker(10, 5) + "\nsmall\n<!-- /pipeline_bench -->\n")
+    assert empty.read_text() == (f"# B\n\n{bench.SECTION}\n\n{bench.SECTION_INTRO.strip()}\n\n"
+                                 f"{bench.block_marker(10, 5)}\nsmall\n<!-- /pipeline_bench -->\n\n## Next\n")
