@@ -66,7 +66,7 @@ def generate(out: str, persons: int, days: int, seed: int = 42, end: str = "2026
 
     Layout `<out>/<source>/dt=YYYY-MM-DD/part-NNNNN.csv` for the nine sources of the landing
     contract, plus ground truth `<out>/_truth/records.csv` (source, source_key, person_id) for every
-    master-data record. Deterministic for (persons, days, seed, end). Returns row counts per source
+    master-data record. Deterministic for its arguments. Returns row counts per source
     plus `truth_records`, `persons` and `bytes` (on disk). Existing `<out>/<source>` and `<out>/_truth`
     folders are replaced; nothing else in `out` is touched.
 
