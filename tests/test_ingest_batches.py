@@ -196,3 +196,29 @@ def test_work_runs_in_threads_keeping_the_job_group_order_and_first_failure(spar
     with pytest.raises(ConfigError, match="ingest.parallel_sources must be at least 1"):
         concurrently(spark, work, load, 0, "ingest.parallel_sources")
     sc.setLocalProperty("spark.jobGroup.id", before)
+
+
+def test_a_sources_parsed_rows_are_freed_when_its_load_ends(spark, warehouse, landing):
+    from kequn.ingest.discover import batches
+    from kequn.ingest.pseudonym import load_key
+
+    sc = spark.sparkContext
+    before = set(sc._jsc.getPersistentRDDs().keys())
+    source = SOURCES["core_customer"]
+    out = ingest._Pending()
+    key = load_key(PipelineConfig().pseudonym)
+    got = ingest.ingest_source(spark, warehouse, source, batches(spark, str(landing), source.name, AS_OF), key,
+                               AS_OF, out)
+    assert got == {"bronze.core_customer": 4, "bronze.quarantine": 2}
+    # Still held: the vault and quarantine rows the end of the run writes, and nothing else of the load
+    # (its parsed rows, the per-file counts and the repeated keys are released).
+    held = set(sc._jsc.getPersistentRDDs().keys()) - before
+    assert len(held) == len(out.cached) == 2
+    # They no longer depend on the released rows: reading them recomputes nothing that is gone.
+    vault = {(r.pii_type, r.value) for r in out.vault[0].collect()}
+    assert {("name", "张三"), ("mobile", "13800138000"), ("id_no", "11010519491231002X")} <= vault
+    assert sum(1 for t, _ in vault if t == "raw_record") == 2
+    assert sorted(r.line for r in out.quarantine[0].collect()) == [4, 5]
+    for df in out.cached:
+        ingest._release(df)
+    assert set(sc._jsc.getPersistentRDDs().keys()) == before

@@ -259,7 +259,7 @@ def concurrently(spark: SparkSession, work: Sequence[tuple], fn: Callable[..., R
     Each piece of work is a few Spark jobs with driver-side work between them (planning, Delta's log
     and commit, collecting a count), during which the cores idle; threads overlap one item's driver
     work with another's tasks. Spark still runs one task per core, so the tasks' working memory does
-    not grow with ``workers``; what each piece keeps until the end (ingest's held rows) does. Each
+    not grow with ``workers``; what each piece holds while it runs (ingest's parsed rows) does. Each
     thread keeps the caller's job group, description and tags, which the benchmark attributes stages
     by. Every item runs to its end; then the first failure, if any, is raised. ``setting``: the
     configuration key ``workers`` came from, for the error.

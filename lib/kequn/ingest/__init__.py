@@ -218,7 +218,7 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame],
 
     Sorting every row spilled 3.2 GB at 100,000 persons (16M holdings) while keys delivered twice
     within one load are rare. The hashes of repeated keys are counted first (one long column) and held
-    (appended to ``held``, released at the end of the run); only the rows with such a hash are sorted,
+    (appended to ``held``, released when the source's load ends); only the rows with such a hash are sorted,
     and each row is made a bronze row once. ``unnumbered``, the same good rows before their line
     numbers were joined on, is where the hashes are counted (the join adds nothing to a count).
     """
@@ -265,7 +265,20 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
             groups.setdefault(cols, []).extend(files)
     if not accepted:
         return {}
+    own: list[DataFrame] = []
+    try:
+        return _load(spark, wh, source, accepted, groups, key, as_of, out, own, started)
+    finally:
+        # The parsed rows are freed once the source's MERGE is done, not at the end of the run: kept
+        # until then, the loads before it filled storage memory and pushed the next loads' rows to disk.
+        for df in own:
+            _release(df)
 
+
+def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Batch], groups: dict, key: bytes,
+          as_of: str, out: "_Pending", own: list[DataFrame], started: float) -> dict[str, int]:
+    """``ingest_source`` for the accepted batches. The frames held only for this load go to ``own``; what
+    the end of the run still reads (this source's vault and quarantine rows) is held to ``out.cached``."""
     raw = raw_rows(spark, source, groups)
     # Held in executor storage, not staged as a table: these rows still hold clear personal data.
     # A local checkpoint rather than persist(): a persisted frame keeps its plan, and every task
@@ -273,16 +286,14 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
     parsed = pseudonymised(validated_rows(raw, source), source, key)
     own_key = _merge_keys(source) == list(source.key)
     cached = held(with_key_hash(parsed, source) if own_key else parsed)
-    out.cached.append(cached)
+    own.append(cached)
     # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
     # One pass over them counts rows per file and reason for the tally and finds the line breaks.
     per_file = file_reason_counts(cached, "_batch_dt").persist()
-    out.cached.append(per_file)
+    own.append(per_file)
     checked = with_line_numbers(cached, line_breaks_by_file(per_file))
     good = checked.where("_reason IS NULL")
     bad = checked.where("_reason IS NOT NULL")
-
-    out.vault += vault_rows(cached, source)
 
     tally = per_file.groupBy("_batch_dt", "_reason").agg(F.sum("_rows").alias("count")).collect()  # batch x reason
     per_batch: dict[str, list[int]] = {}
@@ -307,14 +318,18 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
         # 3 s a source on the demo's second day, where two sources deliver empty files.
         log.info("ingest %-14s no row to merge into bronze", source.name)
     else:
-        rows = unique_bronze_rows(good, source, out.cached, unnumbered=cached.where("_reason IS NULL"))
+        rows = unique_bronze_rows(good, source, own, unnumbered=cached.where("_reason IS NULL"))
         merge_into_bronze(wh, rows, source, n_rows=read - nbad)
         log.info("ingest %-14s %d rows merged into bronze at %.1f s", source.name, read - nbad,
                  time.time() - started)
     # With no bad row counted, an empty frame (limit 0 reads nothing): looking for none would scan every row.
-    q = quarantine_rows(with_raw_fields(bad if nbad else bad.limit(0), source, list(groups)), source, as_of)
-    out.vault.append(q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
-                              F.col("_verbatim").alias("value")))
+    q = held(quarantine_rows(with_raw_fields(bad if nbad else bad.limit(0), source, list(groups)), source, as_of))
+    vault = reduce(DataFrame.unionByName, [*vault_rows(cached, source), q.select(
+        F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"), F.col("_verbatim").alias("value"))])
+    # One row per personal-data value: master sources deliver the same name and number in many versions.
+    vault = held(vault.dropDuplicates(["token"]))
+    out.cached += [q, vault]
+    out.vault.append(vault)
     out.quarantine.append(q.drop("_verbatim"))
     out.quarantined += nbad
     log.info("ingest %-14s batches=%d rows_read=%d loaded=%d quarantined=%d (%.1fs)", source.name, len(accepted),
