@@ -212,8 +212,9 @@ def test_a_sources_parsed_rows_are_freed_when_its_load_ends(spark, warehouse, la
     assert got == {"bronze.core_customer": 4, "bronze.quarantine": 2}
     # Still held: the vault and quarantine rows the end of the run writes, and nothing else of the load
     # (its parsed rows, the per-file counts and the repeated keys are released).
+    assert len(out.cached) == 2 and len(out.vault) == 1 and out.vault[0] is out.cached[1]
     held = set(sc._jsc.getPersistentRDDs().keys()) - before
-    assert len(held) == len(out.cached) == 2
+    assert held == {df._jdf.queryExecution().logical().rdd().id() for df in out.cached}
     # They no longer depend on the released rows: reading them recomputes nothing that is gone.
     vault = {(r.pii_type, r.value) for r in out.vault[0].collect()}
     assert {("name", "张三"), ("mobile", "13800138000"), ("id_no", "11010519491231002X")} <= vault
@@ -221,4 +222,13 @@ def test_a_sources_parsed_rows_are_freed_when_its_load_ends(spark, warehouse, la
     assert sorted(r.line for r in out.quarantine[0].collect()) == [4, 5]
     for df in out.cached:
         ingest._release(df)
+    assert set(sc._jsc.getPersistentRDDs().keys()) == before
+
+    # A load with neither personal data nor bad rows holds nothing once it is done, and its empty
+    # quarantine frame needs no job.
+    touch = SOURCES["touch"]
+    out = ingest._Pending()
+    got = ingest.ingest_source(spark, warehouse, touch, batches(spark, str(landing), "touch", AS_OF), key, AS_OF, out)
+    assert got == {"bronze.touch": 2, "bronze.quarantine": 0}
+    assert out.cached == [] and out.vault == [] and out.quarantine[0].count() == 0
     assert set(sc._jsc.getPersistentRDDs().keys()) == before
