@@ -265,20 +265,20 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
             groups.setdefault(cols, []).extend(files)
     if not accepted:
         return {}
-    own: list[DataFrame] = []
+    transient: list[DataFrame] = []
     try:
-        return _load(spark, wh, source, accepted, groups, key, as_of, out, own, started)
+        return _load(spark, wh, source, accepted, groups, key, as_of, out, transient, started)
     finally:
         # The parsed rows are freed once the source's MERGE is done, not at the end of the run: kept
         # until then, the loads before it filled storage memory and pushed the next loads' rows to disk.
-        for df in own:
+        for df in transient:
             _release(df)
 
 
 def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Batch], groups: dict, key: bytes,
-          as_of: str, out: "_Pending", own: list[DataFrame], started: float) -> dict[str, int]:
-    """``ingest_source`` for the accepted batches. The frames held only for this load go to ``own``; what
-    the end of the run still reads (this source's vault and quarantine rows) is held to ``out.cached``."""
+          as_of: str, out: "_Pending", transient: list[DataFrame], started: float) -> dict[str, int]:
+    """``ingest_source`` for the accepted batches. The frames held only for this load go to ``transient``;
+    what the end of the run still reads (this source's vault and quarantine rows) is held to ``out.cached``."""
     raw = raw_rows(spark, source, groups)
     # Held in executor storage, not staged as a table: these rows still hold clear personal data.
     # A local checkpoint rather than persist(): a persisted frame keeps its plan, and every task
@@ -286,11 +286,11 @@ def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Bat
     parsed = pseudonymised(validated_rows(raw, source), source, key)
     own_key = _merge_keys(source) == list(source.key)
     cached = held(with_key_hash(parsed, source) if own_key else parsed)
-    own.append(cached)
+    transient.append(cached)
     # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
     # One pass over them counts rows per file and reason for the tally and finds the line breaks.
     per_file = file_reason_counts(cached, "_batch_dt").persist()
-    own.append(per_file)
+    transient.append(per_file)
     checked = with_line_numbers(cached, line_breaks_by_file(per_file))
     good = checked.where("_reason IS NULL")
     bad = checked.where("_reason IS NOT NULL")
@@ -318,7 +318,7 @@ def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Bat
         # 3 s a source on the demo's second day, where two sources deliver empty files.
         log.info("ingest %-14s no row to merge into bronze", source.name)
     else:
-        rows = unique_bronze_rows(good, source, own, unnumbered=cached.where("_reason IS NULL"))
+        rows = unique_bronze_rows(good, source, transient, unnumbered=cached.where("_reason IS NULL"))
         merge_into_bronze(wh, rows, source, n_rows=read - nbad)
         log.info("ingest %-14s %d rows merged into bronze at %.1f s", source.name, read - nbad,
                  time.time() - started)
