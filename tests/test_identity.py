@@ -8,8 +8,9 @@ from pyspark.sql import functions as F
 
 from kequn.config import IdentityConfig, PipelineConfig
 from kequn.identity import explain, one_id_map_as_of, run
-from kequn.identity.edges import (all_listed_identifiers, identifiers_in, keyed_vertices, listed_identifiers,
-                                  master_frames, new_dictionary_entries, record_vertices)
+from kequn.identity.components import components
+from kequn.identity.edges import (all_listed_identifiers, contracted_edges, graph_vertices, identifiers_in,
+                                  listed_identifiers, master_frames)
 from kequn.identity.numbering import numbered
 from kequn.identity.guard import blocklisted, degrees, linking_identifiers, over_limit
 from kequn.identity.stable import one_id_decisions, one_id_map
@@ -112,20 +113,42 @@ def test_record_identifiers_of_a_day_hold_each_pair_once(spark, warehouse):
     assert {(r.id_type, r.degree) for r in degrees(rows).collect()} == {("mobile", 2), ("cust_no", 2)}
 
 
-def test_new_vertex_ids_follow_the_dictionary_in_key_order(spark):
-    dictionary = spark.createDataFrame([("record", "app_user", "A1", 1), ("identifier", "mobile", "m1", 7)],
-                                       "kind string, ns string, key string, vertex bigint")
-    keys = spark.createDataFrame([("record", "app_user", "A1"), ("record", "app_user", "A3"),
-                                  ("record", "app_user", "A2"), ("identifier", "mobile", "m1"),
-                                  ("identifier", "mobile", "m0")], "kind string, ns string, key string")
-    keyed = keyed_vertices(keys, dictionary)
-    fresh = new_dictionary_entries(keyed, top=7)
-    # New keys numbered after the largest vertex, in (kind, ns, key) order; known keys keep theirs.
-    assert sorted(tuple(r) for r in fresh.collect()) == [
-        ("identifier", "mobile", "m0", 8), ("record", "app_user", "A2", 9), ("record", "app_user", "A3", 10)]
-    vertices = keyed.where("vertex IS NOT NULL").unionByName(fresh)
-    assert sorted(tuple(r) for r in record_vertices(vertices).collect()) == [
-        ("app_user", "A1", 1), ("app_user", "A2", 9), ("app_user", "A3", 10)]
+def _graph_partition(rec_v, linked):
+    """The day's persons as sets of record keys, from ``graph_vertices``' two frames."""
+    comps = components(contracted_edges(linked), "scipy").withColumnRenamed("vertex", "record_vertex")
+    rows = (rec_v.join(comps, "record_vertex", "left")
+            .select("source", "source_key", F.coalesce("component", "record_vertex").alias("c")).collect())
+    groups = {}
+    for r in rows:
+        groups.setdefault(r.c, set()).add((r.source, r.source_key))
+    return sorted(sorted(g) for g in groups.values())
+
+
+def test_record_vertices_are_key_hashes_and_numbered_when_two_records_share_one(spark):
+    records = spark.createDataFrame([("app_user", "A1"), ("app_user", "A2"), ("core_customer", "C1"),
+                                     ("core_customer", "C2"), ("wechat_user", "W1")], "source string, source_key string")
+    linking = spark.createDataFrame([("app_user", "A1", "mobile", "m1"), ("core_customer", "C1", "mobile", "m1"),
+                                     ("core_customer", "C2", "id_no", "i2"), ("wechat_user", "W1", "id_no", "i2")],
+                                    "source string, source_key string, id_type string, id_token string")
+    rec_v, linked, shared = graph_vertices(records, linking)
+    ids = {(r.source, r.source_key): r.record_vertex for r in rec_v.collect()}
+    assert shared == 0 and len(set(ids.values())) == 5
+    # The id is the record's hash wherever a row names the record: no lookup, the same every day.
+    again = records.select("source", "source_key", F.xxhash64("source", "source_key").alias("v")).collect()
+    assert {(r.source, r.source_key): r.v for r in again} == ids
+    assert all(ids[(r.source, r.source_key)] == r.record_vertex for r in linked.collect())
+    hashed = _graph_partition(rec_v, linked)
+    assert hashed == [[("app_user", "A1"), ("core_customer", "C1")], [("app_user", "A2")],
+                      [("core_customer", "C2"), ("wechat_user", "W1")]]
+
+    # A hash every record shares (as two records sharing one would): numbered in key order instead,
+    # and the same persons come out; hashed as they are, all five would be one vertex.
+    rec_n, linked_n, shared_n = graph_vertices(records, linking, vertex=F.lit(7).cast("bigint"))
+    assert shared_n == 1
+    assert sorted((r.source, r.source_key, r.record_vertex) for r in rec_n.collect()) == [
+        ("app_user", "A1", 1), ("app_user", "A2", 2), ("core_customer", "C1", 3), ("core_customer", "C2", 4),
+        ("wechat_user", "W1", 5)]
+    assert _graph_partition(rec_n, linked_n) == hashed
 
 
 def test_numbered_is_row_number_over_the_whole_frame(spark):
@@ -205,7 +228,6 @@ def test_run_two_days_stable_ids_merge_split_idempotent_explain(spark, warehouse
     # ids are integral, and the current map equals the history day.
     assert_df_equality(wh.read("gold.one_id_map"), one_id_map_as_of(wh, "2026-11-01"),
                        ignore_row_order=True, ignore_nullable=True)
-    dict_v1 = wh.read("silver.identity_vertex_dictionary").count()
 
     # Day 2: C2 and A2 merge (A2 takes C2's mobile); K5 changes its mobile and id_no, A5 unbinds:
     # person 5 splits into C5 + K5 and A5 (two parts, C5+K5 the larger: keeps the id); a new record.
@@ -229,12 +251,11 @@ def test_run_two_days_stable_ids_merge_split_idempotent_explain(spark, warehouse
     health = wh.read("gold.identity_health").where("as_of = DATE'2026-11-02'").first()
     assert (health.one_ids_merged, health.one_ids_split, health.one_ids_created) == (1, 1, 1)
     assert health.records == len(d2) and health.shared_identifiers == 1 and health.largest_component == 4
-    assert wh.read("silver.identity_vertex_dictionary").count() > dict_v1
 
     # Re-running day 2 (with another engine) changes nothing; day 1 still reads as it was.
     before = {t: wh.read(t).localCheckpoint() for t in
               ["gold.one_id_map", "silver.one_id_map_history", "gold.one_id_lineage", "silver.identity_edges",
-               "silver.identity_vertex_dictionary", "gold.identity_shared_identifiers"]}
+               "gold.identity_shared_identifiers"]}
     run(spark, wh, "2026-11-02", cfg(engine="dataframe"))
     for t, df in before.items():
         assert_df_equality(wh.read(t), df, ignore_row_order=True, ignore_nullable=True)

@@ -4,7 +4,7 @@ Per run day ``as_of``:
 
 1. records of the four master sources as of the day, and their valid identifiers (:mod:`.edges`);
 2. the shared-point guard: blocklist and per-type degree limits (:mod:`.guard`);
-3. integral vertex ids from the append-only ``silver.identity_vertex_dictionary``; the bipartite
+3. each record's vertex id, a hash of its key (:func:`.edges.graph_vertices`); the bipartite
    record--identifier graph contracted to record--record edges; connected components by the
    configured engine (:mod:`.components`);
 4. components mapped onto the previous day's one_ids (:mod:`.stable`);
@@ -12,8 +12,7 @@ Per run day ``as_of``:
 
 Tables written: ``gold.one_id_map`` (replaced), ``silver.one_id_map_history`` (as_of partition),
 ``gold.one_id_lineage`` (as_of partition), ``gold.identity_shared_identifiers`` (replaced),
-``gold.identity_health`` (as_of partition), ``silver.identity_edges`` (as_of partition),
-``silver.identity_vertex_dictionary`` (append-only).
+``gold.identity_health`` (as_of partition), ``silver.identity_edges`` (as_of partition).
 """
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .components import components
-from .edges import (DICTIONARY, DICTIONARY_DDL, all_listed_identifiers, contracted_edges, identifiers_in, keyed_vertices,
-                    master_frames, new_dictionary_entries, record_vertices, records_of, vertex_keys)
+from .edges import all_listed_identifiers, contracted_edges, graph_vertices, identifiers_in, master_frames, records_of
 from .explain import EDGES, HISTORY, create_explain_view, explain, history_day, one_id_map_as_of, small_map
 from .guard import blocklisted, degrees, linking_identifiers, over_limit
 from .stable import HISTORY_DDL, event_counts, lineage, one_id_decisions, one_id_map
@@ -38,7 +36,7 @@ MAP = "gold.one_id_map"
 SHARED = "gold.identity_shared_identifiers"
 LINEAGE = "gold.one_id_lineage"
 HEALTH = "gold.identity_health"
-WRITES = (MAP, SHARED, LINEAGE, HEALTH, EDGES, HISTORY, DICTIONARY)  # kequn.pipeline.tables_written_by
+WRITES = (MAP, SHARED, LINEAGE, HEALTH, EDGES, HISTORY)  # kequn.pipeline.tables_written_by
 
 HEALTH_COLUMNS = ["records", "identifiers", "edges", "graph_edges", "components", "largest_component",
                   "blocked_identifiers", "shared_identifiers", "one_ids_kept", "one_ids_merged",
@@ -90,21 +88,12 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
     linking = staged_edges.drop("as_of")
     log.info("identity %s: shared points guarded, edges staged at %.1f s", as_of, time.perf_counter() - t_start)
 
-    # Vertex ids (append-only dictionary; a re-run adds nothing).
-    dictionary = wh.read_or_empty(DICTIONARY, DICTIONARY_DDL)
-    keys = vertex_keys(records, linking_identifiers(deg, blocked))
-    keyed = keyed_vertices(keys, dictionary).localCheckpoint(eager=True)
-    top = dictionary.agg(F.max("vertex")).first()[0] or 0     # from the file statistics
-    fresh = new_dictionary_entries(keyed, top).localCheckpoint(eager=True)
-    n_fresh = fresh.count()
-    if n_fresh or not wh.exists(DICTIONARY):
-        wh.append(fresh, DICTIONARY)
-    vertices = keyed.where(F.col("vertex").isNotNull()).unionByName(fresh)
-    log.info("identity %s: %d new vertex ids at %.1f s", as_of, n_fresh, time.perf_counter() - t_start)
-
     # Graph and components.
-    rec_v = record_vertices(vertices).localCheckpoint(eager=True)
-    graph = contracted_edges(linking.join(rec_v, ["source", "source_key"])).localCheckpoint(eager=True)
+    rec_v, linked, shared_ids = graph_vertices(records, linking)
+    if shared_ids:
+        log.warning("identity %s: %d record hash(es) held by two records or more; the day's records are "
+                    "numbered instead", as_of, shared_ids)
+    graph = contracted_edges(linked).localCheckpoint(eager=True)
     n_graph = graph.count()
     t0 = time.perf_counter()
     comps = components(graph, icfg.engine, local_max_edges=icfg.local_max_edges).localCheckpoint(eager=True)
@@ -169,5 +158,4 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
     create_explain_view(wh)
     log.info("identity %s: published in %.1f s", as_of, time.perf_counter() - t_start)
     return {MAP: figures["records"], HISTORY: figures["records"], EDGES: figures["edges"],
-            SHARED: figures["shared_identifiers"], LINEAGE: staged_lineage.count(), HEALTH: 1,
-            DICTIONARY: n_fresh}
+            SHARED: figures["shared_identifiers"], LINEAGE: staged_lineage.count(), HEALTH: 1}

@@ -5,25 +5,22 @@ normalised tokens of ``kequn.landing.IDENTIFIER_COLUMNS`` that are valid: ``<id>
 has such a flag (mobile, id_no, device_id), non-empty otherwise (cust_no, unionid). ``app_user.cust_no``
 names the bound core customer, so it is the same identifier as ``core_customer.cust_no``.
 
-Vertex ids come from the append-only dictionary ``silver.identity_vertex_dictionary(kind, ns, key,
-vertex)``: ``kind`` is ``record`` (ns = source, key = source_key) or ``identifier`` (ns = id_type,
-key = id_token). A key keeps its id forever; new keys get ids above the current maximum, in key order.
+A record's vertex id is a 64-bit hash of ``(source, source_key)`` (:func:`record_vertex`): computed
+where a row names its record, with no table to keep and no join to look it up. Only records are
+vertices (the graph is contracted over identifiers). Should two of the day's records ever share a
+hash, the day numbers its records instead (:func:`graph_vertices`), so no two records are one vertex.
 """
 from __future__ import annotations
 
 from functools import reduce
-from typing import Mapping
+from typing import Mapping, Optional
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from ..landing import IDENTIFIER_COLUMNS, MASTER_SOURCES, SOURCES
 from .numbering import numbered
 
-RECORD = "record"
-IDENTIFIER = "identifier"
-DICTIONARY = "silver.identity_vertex_dictionary"
-DICTIONARY_DDL = "kind string, ns string, key string, vertex bigint"
 RECORD_IDS_DDL = "source string, source_key string, id_type string, id_token string"
 
 
@@ -75,47 +72,43 @@ def all_listed_identifiers(masters: Mapping[str, DataFrame]) -> DataFrame:
 
 # ----------------------------------------------------------------------------------- vertex ids
 
-def vertex_keys(records: DataFrame, identifiers: DataFrame) -> DataFrame:
-    """Every dictionary key the day needs: its records ``(source, source_key)`` and its linking
-    identifiers ``(id_type, id_token)``, each given once (records as of a day are; identifiers are
-    once the guard's degrees have grouped them).
+def record_vertex() -> Column:
+    """A record's vertex id, from the ``source`` and ``source_key`` columns of the row naming it.
 
-    Not made distinct here: the keys of 1,000,000 persons took 3-8 s more to key that way, the
-    identifiers being repeated once per record holding them.
+    Spark's xxhash64: the same id for a record every day and in every job, without an id table (an
+    append-only dictionary of records and identifiers was joined with every key of the day: at
+    5,000,000 persons 143 s of the first run's identity stage and 73 s of the daily one).
     """
-    return (records.select(F.lit(RECORD).alias("kind"), F.col("source").alias("ns"), F.col("source_key").alias("key"))
-            .unionByName(identifiers.select(F.lit(IDENTIFIER).alias("kind"), F.col("id_type").alias("ns"),
-                                            F.col("id_token").alias("key"))))
+    return F.xxhash64(F.col("source"), F.col("source_key"))
 
 
-def keyed_vertices(keys: DataFrame, dictionary: DataFrame) -> DataFrame:
-    """``(kind, ns, key, vertex)``: each of ``keys`` with its dictionary vertex, null when it has none yet.
+def shared_vertices(record_ids: DataFrame) -> int:
+    """How many vertex ids of ``record_ids(source, source_key, record_vertex)`` two records or more hold."""
+    return record_ids.groupBy("record_vertex").count().where("count > 1").count()
 
-    One join tells both which keys are new and the vertex of every other one.
+
+def graph_vertices(records: DataFrame, linking: DataFrame, vertex: Optional[Column] = None
+                   ) -> tuple[DataFrame, DataFrame, int]:
+    """``(record_ids, linked, shared)``: each record with its vertex (``source, source_key,
+    record_vertex``), each linking row of ``linking(source, source_key, id_type, id_token)`` with its
+    record's vertex, and how many hashed ids two records held.
+
+    ``vertex`` (default :func:`record_vertex`) gives the ids. Two records sharing one would be one
+    vertex, merging strangers; with a 64-bit hash the chance is n^2 / 2^65 a day for n records (once in
+    5 million days at 2.6M records, in 200,000 at 13M, 3 % a day at a billion). Then the day's records
+    are numbered 1, 2, ... in ``(source, source_key)`` order instead, and the linking rows join them.
     """
-    return keys.join(dictionary.select("kind", "ns", "key", "vertex"), ["kind", "ns", "key"], "left")
-
-
-def new_dictionary_entries(keyed: DataFrame, top: int) -> DataFrame:
-    """The keys of ``keyed`` without a vertex, numbered ``top`` + 1, + 2, ... in (kind, ns, key) order
-    (``top``: the dictionary's largest vertex, 0 when empty)."""
-    missing = keyed.where(F.col("vertex").isNull()).select("kind", "ns", "key")
-    return numbered(missing, ["kind", "ns", "key"]).select(
-        "kind", "ns", "key", (F.lit(int(top)) + F.col("_n")).cast("bigint").alias("vertex"))
-
-
-def record_vertices(vertices: DataFrame) -> DataFrame:
-    """``(source, source_key, record_vertex)`` of the records among ``vertices(kind, ns, key, vertex)``."""
-    return vertices.where(F.col("kind") == RECORD).select(
-        F.col("ns").alias("source"), F.col("key").alias("source_key"), F.col("vertex").alias("record_vertex"))
+    vertex = vertex if vertex is not None else record_vertex()
+    record_ids = records.select("source", "source_key", vertex.alias("record_vertex"))
+    shared = shared_vertices(record_ids)
+    if not shared:
+        return record_ids, linking.withColumn("record_vertex", vertex), 0
+    numbered_ids = numbered(records.select("source", "source_key"), ["source", "source_key"], "record_vertex")
+    numbered_ids = numbered_ids.localCheckpoint(eager=True)
+    return numbered_ids, linking.join(numbered_ids, ["source", "source_key"]), shared
 
 
 # ----------------------------------------------------------------------------------- graph edges
-
-def bipartite_edges(linked: DataFrame) -> DataFrame:
-    """Record vertex -- identifier vertex, from rows carrying ``record_vertex`` and ``identifier_vertex``."""
-    return linked.select(F.col("record_vertex").alias("src"), F.col("identifier_vertex").alias("dst"))
-
 
 def contracted_edges(linked: DataFrame, by=("id_type", "id_token")) -> DataFrame:
     """Record -- record edges: each identifier links its records to its smallest record (one aggregation).
