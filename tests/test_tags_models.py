@@ -31,6 +31,7 @@ def catalog(spark, *codes, txn_window=90):
         model("need_none", label_where="category = 'no_such_category'"),
         model("need_early", label_where="category = 'education'", min_history_days=60),
         model("need_edu_strict", label_where="category = 'education'", feature_cutoff="delivery"),
+        model("need_edu_sampled", label_where="category = 'education'", max_train_rows=20),
     ]
     return validate(spark, catalog_from_dicts([t for t in tags if t["kind"] != "model" or t["code"] in codes]))
 
@@ -102,6 +103,26 @@ def test_models_train_with_metrics_or_skip_gracefully(spark, warehouse):
     assert need_edu(day(D, 7))[0].status == f"trained as of {day(T, 7)}"     # the window has passed
     # A feature's definition changed: the stored fit no longer applies.
     assert need_edu(day(D, 1), catalog(spark, "need_edu", txn_window=60))[0].status == f"trained as of {day(T, 1)}"
+
+
+def test_a_fit_uses_a_sample_when_there_are_more_labelled_rows_than_max_train_rows(spark, warehouse):
+    from kequn.config import ConfigError
+    from kequn.tags.plan import id_map_as_of
+    build(warehouse)
+    cat = catalog(spark, "need_edu_sampled")
+    id_map = id_map_as_of(warehouse, D)
+    out = models.propensity(warehouse, D, cat, computed(warehouse, D, cat, id_map=id_map), id_map)[0]
+    assert out.status == f"trained as of {T}"
+    # About 20 of the 40 labelled rows, split 70/30; every person is still scored.
+    assert 0 < out.test_rows < out.train_rows and out.train_rows + out.test_rows < N
+    assert out.scores.count() == N
+    with pytest.raises(ConfigError, match=r"max_train_rows \(5\) is below min_train_rows \(10\)"):
+        validate(spark, catalog_from_dicts([{"code": "need_x", "name_zh": "m", "name_en": "m", "category": "need",
+                                             "kind": "model", "value_type": "string", "description": "x",
+                                             "definition": {"model": {
+                                                 "method": "logistic", "label_source": "transaction",
+                                                 "label_where": "true", "features": ["need_x"], "min_train_rows": 10,
+                                                 "max_train_rows": 5}}}]))
 
 
 def test_backfilled_history_trains_as_known_on_the_run_day(spark, warehouse):

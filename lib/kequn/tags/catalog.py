@@ -54,6 +54,9 @@ class ModelDef:
     min_history_days: int = 30                    # T is at least this long after the first fact
     min_label_days: int = 14                      # else: too little history, skip
     min_train_rows: int = 20
+    # labelled rows the fit and its test split use, a seeded sample of about this many when there are more:
+    # the fit's cost stays bounded as persons grow (null: every row)
+    max_train_rows: Optional[int] = 500_000
     # features as of T read from: delivery = batches dated <= T only; event = every batch up to D, event
     # times <= T (history that came in a later backfill); auto = delivery when batches reach back to T
     feature_cutoff: Literal["auto", "delivery", "event"] = "auto"
@@ -223,6 +226,9 @@ def check_structure(tags: list[Tag], where: str) -> Catalog:
                     raise ConfigError(f"{w}: need 0 <= medium <= high <= 1")
                 if m.retrain_days < 1:
                     raise ConfigError(f"{w}: retrain_days must be >= 1 (1 = fit every day)")
+                if m.max_train_rows is not None and m.max_train_rows < m.min_train_rows:
+                    raise ConfigError(f"{w}: max_train_rows ({m.max_train_rows}) is below min_train_rows "
+                                      f"({m.min_train_rows})")
             if not m.features:
                 raise ConfigError(f"{w}: model needs at least one feature tag")
     return Catalog(tuple(tags))

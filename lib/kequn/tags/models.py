@@ -4,7 +4,8 @@ For a model tag with horizon H, features are the catalog's tags computed as of
 ``T = D - H`` (moved later to ``first fact + min_history_days`` when history is short), the
 label is whether the person had a fact matching ``label_where`` in ``(T, D]``, the pipeline
 (VectorAssembler -> StandardScaler -> LogisticRegression or GBTClassifier) is fit on a 70%
-split and its AUC measured on the other 30%, then the person's features as of D are scored
+split and its AUC measured on the other 30% (of a seeded sample of about ``max_train_rows`` rows when
+there are more), then the person's features as of D are scored
 and the probability put into a band (high / medium / low). Too little history, too few rows
 or a single class skip training with a logged reason: the tag stays null, the stage goes on.
 
@@ -213,24 +214,31 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
                 log.warning("tags: model %s skipped as of %s: %s", t.code, as_of, why)
                 outcomes.append(ModelOutcome(t.code, None, n, 0, f"skipped: {why}"))
                 continue
+            t_data = time.time() - t0
+            kept = n
+            if m.max_train_rows is not None and n > m.max_train_rows:
+                data = data.sample(fraction=m.max_train_rows / n, seed=m.seed)
+                kept = data.count()
             train, test = data.randomSplit([0.7, 0.3], seed=m.seed)
             model = _pipeline(t).fit(train)
+            t_fit = time.time() - t0
             pred = model.transform(test)
             test_rows, test_pos = pred.agg(F.count(F.lit(1)), F.coalesce(F.sum("label"), F.lit(0.0))).first()
             auc = None
             if 0 < test_pos < test_rows:
                 auc = float(BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="rawPrediction",
                                                           metricName="areaUnderROC").evaluate(pred))
-            train_rows = n - test_rows
+            train_rows = kept - test_rows
             try:
                 model.write().overwrite().save(wh.model_path(t.code, key, as_of))
             except Exception as e:  # the scores stand; the next run fits again
                 log.warning("tags: model %s: fit not kept for reuse (%s: %s)", t.code, type(e).__name__,
                             str(e)[:200])
             scores = _scores(model, t, wide)
-            log.info("tags: model %s %s: %d train / %d test rows, %d positives, "
-                     "AUC %s, %.1f s", t.code, tr.status, train_rows, test_rows, pos,
-                     "n/a" if auc is None else f"{auc:.3f}", time.time() - t0)
+            log.info("tags: model %s %s: %d train / %d test rows%s, %d positives, AUC %s, %.1f s (labelled "
+                     "rows staged at %.1f s, fitted at %.1f s)", t.code, tr.status, train_rows, test_rows,
+                     f" (sampled from {n})" if kept != n else "", pos, "n/a" if auc is None else f"{auc:.3f}",
+                     time.time() - t0, t_data, t_fit)
             outcomes.append(ModelOutcome(t.code, auc, train_rows, int(test_rows), tr.status, scores))
         except Exception as e:  # a model must never crash the stage
             log.exception("tags: model %s failed as of %s; tag left null", t.code, as_of)
