@@ -213,8 +213,14 @@ def test_run_two_days_stable_ids_merge_split_idempotent_explain(spark, warehouse
     wh = warehouse
     config = cfg(engine="scipy")
     load(wh, "2026-11-01", **DAY1)
+    # A warehouse written before b25ae96 holds the vertex dictionary; nothing reads it now, and the run removes it.
+    wh.overwrite(spark.createDataFrame([("record", "core_customer", "C1", 1)],
+                                       "kind string, ns string, key string, vertex bigint"),
+                 "silver.identity_vertex_dictionary")
     counts = run(spark, wh, "2026-11-01", config)
     assert counts["gold.one_id_map"] == 5 + 14 + 3 + 1
+    assert not wh.exists("silver.identity_vertex_dictionary")
+    assert not spark.catalog.tableExists("silver.identity_vertex_dictionary")
 
     d1 = person_of(wh, "2026-11-01")
     person1 = {k for k, v in d1.items() if v == d1[("core_customer", "C1")]}

@@ -273,6 +273,11 @@ def test_forget_removes_the_person_everywhere(spark, warehouse, tmp_path):
     write_members(wh, [(D1, "rich", 1), (D1, "rich", 2)])
     for scratch in ("_staging/gold/tag_values", f"_models/need_x/k/{D1}"):   # both derived from the person
         os.makedirs(os.path.join(wh.root, scratch))
+    # The vertex dictionary of warehouses written before b25ae96: the person's keys and tokens, by no column
+    # a delete could select them with.
+    wh.overwrite(spark.createDataFrame([("record", "app_user", "a2", 1), ("identifier", "mobile", "tok2", 2)],
+                                       "kind string, ns string, key string, vertex bigint"),
+                 "silver.identity_vertex_dictionary")
 
     deleted = forget(spark, wh, "app_user", "a2", retention_hours=0)
 
@@ -287,6 +292,9 @@ def test_forget_removes_the_person_everywhere(spark, warehouse, tmp_path):
     assert sorted(r.token for r in wh.read("bronze.pii_vault").collect()) == ["nShared", "tok1"]  # shared token kept
     assert not os.path.exists(os.path.join(wh.root, "_staging"))
     assert not os.path.exists(os.path.join(wh.root, "_models"))
+    assert deleted["silver.identity_vertex_dictionary"] == 2
+    assert not os.path.exists(wh.path("silver.identity_vertex_dictionary"))
+    assert "silver.identity_vertex_dictionary" not in wh.tables()
     # VACUUM removed the files of the old versions: the erased rows cannot be time-travelled to.
     with pytest.raises(Exception):
         # collect(), not count(): Delta answers count() from log statistics without opening data files.

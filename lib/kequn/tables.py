@@ -169,6 +169,14 @@ class Warehouse:
                               if os.path.isdir(os.path.join(d, t, "_delta_log"))]
         return found
 
+    def drop(self, name: str) -> None:
+        """Remove a table: its catalog entry and its folder (data files and log). For a table no code reads
+        any more; a published table is replaced or deleted from, never dropped."""
+        with _CATALOG_LOCK:
+            self.spark.sql(f"DROP TABLE IF EXISTS {name}")   # an external table: the data stays for remove_path
+            _REGISTERED.pop((id(self.spark), name), None)
+        self.remove_path(self.path(name))
+
     def register_all(self) -> None:
         for db in DATABASES:
             self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {db}")

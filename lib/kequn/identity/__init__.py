@@ -38,6 +38,11 @@ LINEAGE = "gold.one_id_lineage"
 HEALTH = "gold.identity_health"
 WRITES = (MAP, SHARED, LINEAGE, HEALTH, EDGES, HISTORY)  # kequn.pipeline.tables_written_by
 
+# Written until b25ae96 (vertex ids from a dictionary; now hashes of the records' keys). It holds the record keys
+# and identifier tokens of every person ever seen, and having no source/source_key columns it was out of reach of
+# ``kequn forget``'s deletes. Nothing reads it now: the next identity run or forget removes it whole.
+LEGACY_DICTIONARY = "silver.identity_vertex_dictionary"
+
 HEALTH_COLUMNS = ["records", "identifiers", "edges", "graph_edges", "components", "largest_component",
                   "blocked_identifiers", "shared_identifiers", "one_ids_kept", "one_ids_merged",
                   "one_ids_split", "one_ids_created"]
@@ -58,6 +63,16 @@ def previous_map(wh, as_of: str) -> tuple[DataFrame, int]:
         # filter on the day would read every day's map again, a cost growing with the history kept.
         top = hist.agg(F.max("one_id")).first()[0]
     return prev, int(top or 0)
+
+
+def drop_legacy_dictionary(wh) -> bool:
+    """Remove :data:`LEGACY_DICTIONARY` if the warehouse still has it; whether it did."""
+    if not wh.exists(LEGACY_DICTIONARY):
+        return False
+    wh.drop(LEGACY_DICTIONARY)
+    log.info("identity: %s removed: no longer used (vertex ids are hashes of the records' keys), and it held "
+             "every person's record keys and identifier tokens", LEGACY_DICTIONARY)
+    return True
 
 
 def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
@@ -156,6 +171,7 @@ def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:
     wh.replace_day(staged_lineage, LINEAGE, as_of)
     wh.replace_day(staged_health, HEALTH, as_of)
     create_explain_view(wh)
+    drop_legacy_dictionary(wh)
     log.info("identity %s: published in %.1f s", as_of, time.perf_counter() - t_start)
     return {MAP: figures["records"], HISTORY: figures["records"], EDGES: figures["edges"],
             SHARED: figures["shared_identifiers"], LINEAGE: staged_lineage.count(), HEALTH: 1}

@@ -16,6 +16,7 @@ import os
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from ..identity import LEGACY_DICTIONARY, drop_legacy_dictionary
 from ..landing import MASTER_SOURCES
 from ..tables import MODELS, STAGING
 from .persons import KEY_COLUMN
@@ -103,6 +104,10 @@ def forget(spark, wh, source: str, key: str, retention_hours: int = 168) -> dict
                     tokens |= {v for v in r if v}
     deleted: dict[str, int] = {}
     untouched: list[str] = []
+    if wh.exists(LEGACY_DICTIONARY):
+        # Its rows name a person only through keys and tokens it cannot be filtered by: all of it goes.
+        deleted[LEGACY_DICTIONARY] = wh.read(LEGACY_DICTIONARY).count()
+        drop_legacy_dictionary(wh)
     for table in wh.tables():
         if table == VAULT:
             continue
@@ -134,7 +139,7 @@ def forget(spark, wh, source: str, key: str, retention_hours: int = 168) -> dict
     # Scratch, and the fitted need models: the next run retrains them without the person.
     for folder in (STAGING, MODELS):
         wh.remove_path(f"{wh.root}/{folder}")
-    _vacuum(spark, wh, list(deleted), retention_hours)
+    _vacuum(spark, wh, [t for t in deleted if t != LEGACY_DICTIONARY], retention_hours)
     for t, n in sorted(deleted.items()):
         log.info("forget: %s: %d row(s) deleted", t, n)
     if untouched:
