@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -65,14 +66,15 @@ def previous_map(wh, as_of: str) -> tuple[DataFrame, int]:
     return prev, int(top or 0)
 
 
-def drop_legacy_dictionary(wh) -> bool:
-    """Remove :data:`LEGACY_DICTIONARY` if the warehouse still has it; whether it did."""
+def drop_legacy_dictionary(wh) -> Optional[int]:
+    """Remove :data:`LEGACY_DICTIONARY` if the warehouse still has it: the rows it held, or None."""
     if not wh.exists(LEGACY_DICTIONARY):
-        return False
+        return None
+    rows = wh.read(LEGACY_DICTIONARY).count()   # from the table's log: no data file is read
     wh.drop(LEGACY_DICTIONARY)
-    log.info("identity: %s removed: no longer used (vertex ids are hashes of the records' keys), and it held "
-             "every person's record keys and identifier tokens", LEGACY_DICTIONARY)
-    return True
+    log.info("identity: %s removed (%d rows): no longer used (vertex ids are hashes of the records' keys), and "
+             "it held every person's record keys and identifier tokens", LEGACY_DICTIONARY, rows)
+    return rows
 
 
 def run(spark: SparkSession, wh, as_of: str, config) -> dict[str, int]:

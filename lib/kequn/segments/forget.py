@@ -104,10 +104,10 @@ def forget(spark, wh, source: str, key: str, retention_hours: int = 168) -> dict
                     tokens |= {v for v in r if v}
     deleted: dict[str, int] = {}
     untouched: list[str] = []
-    if wh.exists(LEGACY_DICTIONARY):
-        # Its rows name a person only through keys and tokens it cannot be filtered by: all of it goes.
-        deleted[LEGACY_DICTIONARY] = wh.read(LEGACY_DICTIONARY).count()
-        drop_legacy_dictionary(wh)
+    # Its rows name a person only through keys and tokens it cannot be filtered by: all of it goes.
+    dropped = drop_legacy_dictionary(wh)
+    if dropped is not None:
+        deleted[LEGACY_DICTIONARY] = dropped
     for table in wh.tables():
         if table == VAULT:
             continue
@@ -139,7 +139,7 @@ def forget(spark, wh, source: str, key: str, retention_hours: int = 168) -> dict
     # Scratch, and the fitted need models: the next run retrains them without the person.
     for folder in (STAGING, MODELS):
         wh.remove_path(f"{wh.root}/{folder}")
-    _vacuum(spark, wh, [t for t in deleted if t != LEGACY_DICTIONARY], retention_hours)
+    _vacuum(spark, wh, [t for t in deleted if wh.exists(t)], retention_hours)   # a dropped table has nothing left
     for t, n in sorted(deleted.items()):
         log.info("forget: %s: %d row(s) deleted", t, n)
     if untouched:
