@@ -229,8 +229,10 @@ class Warehouse:
         self.register(name)
         self._published(name, df, True, replace_where if partial else None)
 
-    def replace_day(self, df: DataFrame, name: str, as_of: str, column: str = "as_of") -> None:
+    def replace_day(self, df: DataFrame, name: str, as_of: str, column: str = "as_of",
+                    stats_columns: Sequence[str] = ()) -> None:
         """Replace one day of a table partitioned by ``column`` (the other days kept).
+        ``stats_columns``: see :meth:`overwrite` (used when the write creates the table).
 
         The first write appends: overwrite would combine overwriteSchema with partitionBy, which Delta
         refuses under the session's dynamic partitionOverwriteMode.
@@ -238,13 +240,17 @@ class Warehouse:
         if self.exists(name):
             self.overwrite(df, name, partition_by=(column,), replace_where=day_predicate(as_of, column))
         else:
-            self.append(df, name, partition_by=(column,))
+            self.append(df, name, partition_by=(column,), stats_columns=stats_columns)
 
     def append(self, df: DataFrame, name: str, partition_by: Sequence[str] = (),
-               options: Optional[dict[str, str]] = None) -> None:
-        """Append; ``options`` such as Delta's txnAppId/txnVersion make a replayed append a no-op."""
-        first = name in self._passed and not self.exists(name)
+               options: Optional[dict[str, str]] = None, stats_columns: Sequence[str] = ()) -> None:
+        """Append; ``options`` such as Delta's txnAppId/txnVersion make a replayed append a no-op.
+        ``stats_columns``: see :meth:`overwrite` (used when the append creates the table)."""
+        exists = self.exists(name)
+        first = name in self._passed and not exists
         writer = df.write.format("delta").mode("append").options(**(options or {}))
+        if stats_columns and not exists:
+            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
         _partitioned(writer, df, name, partition_by).save(self.path(name))
         self.register(name)
         self._published(name, df, first)

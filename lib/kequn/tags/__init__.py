@@ -113,7 +113,7 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
 
     log.info("tags: quality gate passed at %.1f s", time.time() - t0)
     counts_out: dict[str, int] = {}
-    wh.replace_day(tag_values, "gold.tag_values", as_of)
+    wh.replace_day(tag_values, "gold.tag_values", as_of, stats_columns=values.TAG_VALUES_STATS)
     counts_out["gold.tag_values"] = tag_values.count()
     if not wh.holds_day_after("gold.customer_profile", as_of):
         wh.overwrite(profile, "gold.customer_profile")
