@@ -223,8 +223,8 @@ class Warehouse:
             writer = writer.option("replaceWhere", replace_where)
         else:
             writer = writer.option("overwriteSchema", "true")
-        if stats_columns and not exists:
-            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
+        if not exists:
+            writer = _stats_for(writer, stats_columns)
         _partitioned(writer, df, name, partition_by).save(self.path(name))
         self.register(name)
         self._published(name, df, True, replace_where if partial else None)
@@ -249,8 +249,8 @@ class Warehouse:
         exists = self.exists(name)
         first = name in self._passed and not exists
         writer = df.write.format("delta").mode("append").options(**(options or {}))
-        if stats_columns and not exists:
-            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
+        if not exists:
+            writer = _stats_for(writer, stats_columns)
         _partitioned(writer, df, name, partition_by).save(self.path(name))
         self.register(name)
         self._published(name, df, first)
@@ -287,6 +287,12 @@ class Warehouse:
         path = self.staging_path(name)
         df.write.mode("overwrite").parquet(path)
         return self.spark.read.parquet(path)
+
+
+def _stats_for(writer, stats_columns: Sequence[str]):
+    """``writer`` creating a table whose files keep statistics for ``stats_columns`` only (Delta's default, the
+    first 32 columns, when none are named). A table property: it holds for the table's later writes too."""
+    return writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns)) if stats_columns else writer
 
 
 def _partitioned(writer, df: DataFrame, name: str, partition_by: Sequence[str]):
