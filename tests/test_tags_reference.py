@@ -166,6 +166,23 @@ def test_one_aggregation_per_source(spark, wh, catalog):
     assert row["marketing_consent"] is True and row["product_count"] == 3 and str(row["loan_balance"]) == "299000.00"
 
 
+def test_persons_come_from_the_map_when_no_tag_reads_master_data(spark, wh, catalog):
+    """The reference tags include no person tag: their plan lists the persons from the day's map and
+    reads no master table, and the person pass over master data lists the same persons."""
+    from kequn.tags.plan import id_map_as_of, pass_frame, source_pass, source_view
+
+    sub = catalog.subset(REF)
+    assert not [t for t in sub.of_kind("statistic") if t.definition.source == "person"]
+    read = " ".join(wide_frame(wh, D, sub).inputFiles())
+    masters = ("core_customer", "card_account", "app_user", "wechat_user")
+    assert "one_id_map_history" in read and not [m for m in masters if f"/{m}/" in read]
+    for as_of in (D, LATER):
+        id_map = id_map_as_of(wh, as_of)
+        assert_df_equality(pass_frame(wh, "person", [], as_of, id_map),
+                           source_pass(source_view(wh, "person", as_of, id_map), [], as_of),
+                           ignore_row_order=True, ignore_nullable=True)
+
+
 def test_holding_view_keeps_only_the_snapshots_its_tags_read(spark, wh, catalog):
     """The holding tags read a person's latest and 30-days-ago snapshots only; the view drops the other
     days' rows (C1's D-1, C2b's D-5 here) and every tag keeps its value."""

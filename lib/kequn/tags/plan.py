@@ -4,8 +4,8 @@ Every statistic tag of a source becomes one aggregate column ``agg FILTER (WHERE
 where)`` of the SAME ``groupBy(one_id)``, so the number of aggregations is the number of
 sources used, never the number of tags (distinct counts are ``collect_set`` + ``size``: no
 Expand). The per-source results are left-joined onto the person list (the ``person`` pass,
-which always runs), defaults are applied, then rule tags are evaluated as SQL over the wide
-row in dependency order. Facts are read point-in-time with ``kequn.bronze.facts_as_of``
+which always runs: from the day's map alone when no tag reads master data), defaults are
+applied, then rule tags are evaluated as SQL over the wide row in dependency order. Facts are read point-in-time with ``kequn.bronze.facts_as_of``
 (from the first day of the widest window when every tag of the source has one: :func:`window_start`)
 and mapped to persons with the one_id map as of the same day.
 
@@ -258,6 +258,27 @@ def source_pass(view: DataFrame, tags: list[Tag], as_of: str) -> DataFrame:
     return tag_values(agg, tags, as_of).select("one_id", "_rows_in", *[F.col(f"`{t.code}`") for t in tags])
 
 
+def listed_persons(id_map: DataFrame) -> DataFrame:
+    """The person pass of a catalog with no person tag: one_id and its records (``_rows_in``), from the map.
+
+    The map of the day holds exactly the master records as of the day (identity reads the same ones),
+    so this lists the persons the person pass would, without reading master data and taking each
+    record's latest version: at 5,000,000 persons that pass took 122 s of the reference tags' run
+    (BENCHMARKS.md, tags at five million persons).
+    """
+    return id_map.groupBy("one_id").agg(F.count(F.lit(1)).alias("_rows_in"))
+
+
+def pass_frame(wh, src: str, tags: list[Tag], as_of: str, id_map: DataFrame,
+               known_by: Optional[str] = None) -> DataFrame:
+    """The source's pass: :func:`source_pass` over its view, or :func:`listed_persons` where the person
+    pass has no tag. A day read as known later keeps the view: it leaves out the records opened after
+    the day, which the map of that day may hold."""
+    if src == "person" and not tags and not bronze.known_later(as_of, known_by):
+        return listed_persons(id_map)
+    return source_pass(source_view(wh, src, as_of, id_map, known_by, tags), tags, as_of)
+
+
 def stats_by_source(catalog: Catalog) -> dict[str, list[Tag]]:
     out: dict[str, list[Tag]] = {s: [] for s in catalog.sources()}
     for t in catalog.of_kind("statistic"):
@@ -304,8 +325,7 @@ def rules_applied(wide: DataFrame, catalog: Catalog) -> DataFrame:
 def wide_frame(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = None) -> DataFrame:
     """Pure plan: one_id + every statistic and rule tag as of the day (nothing materialised)."""
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
-    passes = {src: source_pass(source_view(wh, src, as_of, id_map, tags=tags), tags, as_of)
-              for src, tags in stats_by_source(catalog).items()}
+    passes = {src: pass_frame(wh, src, tags, as_of, id_map) for src, tags in stats_by_source(catalog).items()}
     return joined(passes, catalog)
 
 
@@ -324,8 +344,7 @@ def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = Non
 
     def staged_pass(src: str, tags: list[Tag]) -> DataFrame:
         t0 = time.time()
-        staged = wh.stage(source_pass(source_view(wh, src, as_of, id_map, known_by, tags), tags, as_of),
-                          f"silver.{label}_pass_{src}")
+        staged = wh.stage(pass_frame(wh, src, tags, as_of, id_map, known_by), f"silver.{label}_pass_{src}")
         r = staged.agg(F.coalesce(F.sum("_rows_in"), F.lit(0)).alias("r"), F.count(F.lit(1)).alias("p")).first()
         log.info("tags: %s pass as of %s: %d tags, %d rows in, %d persons, %.1f s",
                  src, as_of, len(tags), r["r"], r["p"], time.time() - t0)
