@@ -265,6 +265,10 @@ def listed_persons(id_map: DataFrame) -> DataFrame:
     so this lists the persons the person pass would, without reading master data and taking each
     record's latest version: at 5,000,000 persons that pass took 122 s of the reference tags' run
     (BENCHMARKS.md, tags at five million persons).
+
+    In :func:`wide_frame`'s single plan the map's broadcast hint rises through this aggregation to the
+    first left join, where Spark cannot broadcast the left side: it warns ("build left for left outer
+    join") and joins as it would have. The staged passes of the stage write this frame first.
     """
     return id_map.groupBy("one_id").agg(F.count(F.lit(1)).alias("_rows_in"))
 
