@@ -101,6 +101,30 @@ def test_frames_that_only_read_stored_rows_are_validated_uncached(spark, warehou
     assert not staged.is_cached
 
 
+def test_a_validation_counts_its_own_jobs_not_those_of_other_job_groups(spark):
+    from kequn.quality.engine import _jobs_since, _latest_job
+
+    sc = spark.sparkContext
+
+    def own_work():
+        spark.range(3).count()
+        spark.range(3).count()
+
+    before = _latest_job(sc)
+    own_work()
+    alone = _jobs_since(sc, before)
+    assert alone == _latest_job(sc) - before > 0
+    before = _latest_job(sc)
+    try:
+        sc.setJobGroup("kequn-test-other-stage", "jobs of another group, as the benchmark's stages run")
+        for _ in range(4):
+            spark.range(3).count()
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    own_work()
+    assert _jobs_since(sc, before) == alone < _latest_job(sc) - before
+
+
 def test_warning_is_recorded_and_does_not_raise(spark, warehouse, conf, caplog):
     conf(MAP_SUITE)
     staged = one_id_map(spark, [("core_customer", "C1", 1), ("wechat_user", "W1", 1)])
