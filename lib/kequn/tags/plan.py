@@ -5,9 +5,10 @@ where)`` of the SAME ``groupBy(one_id)``, so the number of aggregations is the n
 sources used, never the number of tags (distinct counts are ``collect_set`` + ``size``: no
 Expand). The per-source results are left-joined onto the person list (the ``person`` pass,
 which always runs: from the day's map alone when no tag reads master data), defaults are
-applied, then rule tags are evaluated as SQL over the wide row in dependency order. Facts are read point-in-time with ``kequn.bronze.facts_as_of``
-(from the first day of the widest window when every tag of the source has one: :func:`window_start`)
-and mapped to persons with the one_id map as of the same day.
+applied, then rule tags are evaluated as SQL over the wide row in dependency order. Facts are
+read point-in-time with ``kequn.bronze.facts_as_of`` (from the first day of the widest window
+when every tag of the source has one: :func:`window_start`) and mapped to persons with the
+one_id map as of the same day.
 
 Source views (columns a tag may reference; ``event_date`` is the default window column,
 ``as_of_date`` the run day):
