@@ -116,7 +116,7 @@ def test_a_validation_counts_its_own_jobs_not_those_of_other_job_groups(spark):
     assert alone == _latest_job(sc) - before > 0
     before = _latest_job(sc)
     try:
-        sc.setJobGroup("kequn-test-other-stage", "jobs of another group, as the benchmark's stages run")
+        sc.setJobGroup("kequn-test-other-stage", "jobs of another group, as run_stages gives each stage")
         for _ in range(4):
             spark.range(3).count()
     finally:

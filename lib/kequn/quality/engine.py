@@ -93,10 +93,11 @@ def _latest_job(sc) -> int:
 def _jobs_since(sc, latest: int) -> int:
     """The jobs of this thread's group (or of no group) newer than ``latest`` (a :func:`_latest_job`).
 
-    Counted, not subtracted: ids are global, and jobs of other groups took ids in between. The
-    benchmark runs each stage in a job group of its own, so the quality stage's first validation
-    subtracted from the last job of no group, before the earlier stages: "737 Spark jobs" for 7. The
-    tracker keeps the latest 1,000 jobs, far more than one validation runs.
+    Counted, not subtracted: ids are global, and jobs of other groups took ids in between.
+    ``kequn.pipeline.run_stages`` runs each stage in a job group of its own, so the quality stage's
+    first validation subtracted from the last job of no group, before the earlier stages: the 1M
+    benchmark logged "737 Spark jobs" for 7. The tracker keeps the latest 1,000 jobs, far more than
+    one validation runs.
     """
     return sum(1 for i in _own_job_ids(sc) if i > latest)
 
