@@ -12,7 +12,7 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from kequn.session import DELTA_ZONE_CHECK_KEY, TIME_ZONE, TIME_ZONE_KEY
+from kequn.session import CONCURRENT_WRITERS_KEY, DELTA_ZONE_CHECK_KEY, TIME_ZONE, TIME_ZONE_KEY
 
 D1, D2 = "2026-11-24", "2026-11-25"
 
@@ -22,6 +22,27 @@ def _rows(spark, day, n, offset=0):
     return spark.createDataFrame([(day, i + offset, f"{day} 0{i % 10}:30:00") for i in range(n)],
                                  "as_of string, id int, at string") \
         .select(F.to_date("as_of").alias("as_of"), "id", F.to_timestamp("at").alias("at"))
+
+
+def test_a_task_meeting_more_partition_values_than_open_files_still_writes_every_row_to_its_day(spark, warehouse):
+    # The session lets a task keep a few files open instead of sorting by the partition column; a task meeting
+    # more days than that sorts the rest. One task, interleaved days, twice the allowed number of them.
+    allowed = int(spark.conf.get(CONCURRENT_WRITERS_KEY))
+    assert allowed >= 1
+    days = [f"2026-11-{d:02d}" for d in range(1, 2 * allowed + 2)]
+    rows = [(days[i % len(days)], i) for i in range(20 * len(days))]
+    df = (spark.createDataFrame(rows, "as_of string, id int").select(F.to_date("as_of").alias("as_of"), "id")
+          .coalesce(1))
+    name = "gold.many_days"
+    warehouse.append(df, name, partition_by=("as_of",))
+    warehouse.replace_day(df.where(F.col("as_of") == F.lit(days[0]).cast("date")).withColumn("id", F.col("id") + 1000),
+                          name, days[0])
+
+    got = {(str(r.as_of), r.id) for r in warehouse.read(name).collect()}
+    want = {(d, i + 1000 if d == days[0] else i) for d, i in rows}
+    assert got == want
+    files = _replayed(os.path.join(warehouse.path(name), "_delta_log"))
+    assert {v["as_of"] for v, _ in files.values()} == set(days)
 
 
 def _replayed(log_dir):

@@ -79,7 +79,14 @@ TIME_ZONE_KEY, TIME_ZONE = "spark.sql.session.timeZone", "Asia/Shanghai"
 # second day, and the day took 163.4 s with it, 149.3 s without (means of two runs each,
 # 2026-12-04). tests/test_tables.py checks what it checked. Set in both modes, like the zone.
 DELTA_ZONE_CHECK_KEY = "spark.databricks.delta.allFilesInCrc.verificationMode.forceOnNonUTC.enabled"
-SESSION_SETTINGS = {TIME_ZONE_KEY: TIME_ZONE, DELTA_ZONE_CHECK_KEY: "false"}
+
+# A write partitioned by a column sorts each task's rows by it first, so that one file is open at a time,
+# unless a task may keep this many files open: then it sorts only when it meets more partition values than
+# that. kequn writes one day (one partition value) at a time, so the sort orders rows that are all alike.
+# Delta's writer honours the setting. The 89M rows of one day of gold.tag_values at 1,000,000 persons took
+# 32-38 s to write with the sort and 22-25 s without (BENCHMARKS.md, 2026-12-06). Set in both modes.
+CONCURRENT_WRITERS_KEY = "spark.sql.maxConcurrentOutputFileWriters"
+SESSION_SETTINGS = {TIME_ZONE_KEY: TIME_ZONE, DELTA_ZONE_CHECK_KEY: "false", CONCURRENT_WRITERS_KEY: "4"}
 
 # HotSpot leaves a method of more than 8,000 bytes of bytecode to its interpreter, and whole-stage code
 # generation writes one method per stage: a stage computing many columns at once (the tag rules over the
