@@ -3,7 +3,9 @@
 The session runs in China Standard Time (landing.md) and turns off Delta's re-derivation of a small
 table's file list after every commit, which Delta forces in any zone but UTC (kequn.session). These
 tests check what that re-derivation would have checked, from the table's own files: the list kept in
-the latest checksum file is the list the commit log adds up to.
+the latest checksum file is the list the commit log adds up to. The session also lets a task keep a few
+files open when it writes a partitioned table, instead of sorting its rows: a task meeting more days than
+that still writes every row to its day.
 """
 import glob
 import json
@@ -26,7 +28,7 @@ def _rows(spark, day, n, offset=0):
 
 def test_a_task_meeting_more_partition_values_than_open_files_still_writes_every_row_to_its_day(spark, warehouse):
     # The session lets a task keep a few files open instead of sorting by the partition column; a task meeting
-    # more days than that sorts the rest. One task, interleaved days, twice the allowed number of them.
+    # more days than that sorts the rest. One task, interleaved days, 2 x the allowed number + 1 of them.
     allowed = int(spark.conf.get(CONCURRENT_WRITERS_KEY))
     assert allowed >= 1
     days = [f"2026-11-{d:02d}" for d in range(1, 2 * allowed + 2)]
@@ -35,8 +37,8 @@ def test_a_task_meeting_more_partition_values_than_open_files_still_writes_every
           .coalesce(1))
     name = "gold.many_days"
     warehouse.append(df, name, partition_by=("as_of",))
-    warehouse.replace_day(df.where(F.col("as_of") == F.lit(days[0]).cast("date")).withColumn("id", F.col("id") + 1000),
-                          name, days[0])
+    first_day = df.where(F.col("as_of") == F.lit(days[0]).cast("date"))
+    warehouse.replace_day(first_day.withColumn("id", F.col("id") + 1000), name, days[0])
 
     got = {(str(r.as_of), r.id) for r in warehouse.read(name).collect()}
     want = {(d, i + 1000 if d == days[0] else i) for d, i in rows}
