@@ -14,6 +14,7 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
+from delta_log import live_files
 from kequn.session import CONCURRENT_WRITERS_KEY, DELTA_ZONE_CHECK_KEY, TIME_ZONE, TIME_ZONE_KEY
 
 D1, D2 = "2026-11-24", "2026-11-25"
@@ -43,22 +44,8 @@ def test_a_task_meeting_more_partition_values_than_open_files_still_writes_every
     got = {(str(r.as_of), r.id) for r in warehouse.read(name).collect()}
     want = {(d, i + 1000 if d == days[0] else i) for d, i in rows}
     assert got == want
-    files = _replayed(os.path.join(warehouse.path(name), "_delta_log"))
+    files = live_files(warehouse.path(name))
     assert {v["as_of"] for v, _ in files.values()} == set(days)
-
-
-def _replayed(log_dir):
-    """path -> (partition values, statistics) of the files the commit log leaves live."""
-    live = {}
-    for commit in sorted(glob.glob(os.path.join(log_dir, "*.json"))):
-        with open(commit) as f:
-            for line in f:
-                action = json.loads(line)
-                if "add" in action:
-                    live[action["add"]["path"]] = (action["add"]["partitionValues"], action["add"].get("stats"))
-                elif "remove" in action:
-                    live.pop(action["remove"]["path"], None)
-    return live
 
 
 def test_file_list_kept_in_the_checksum_is_what_the_log_adds_up_to_in_shanghai_time(spark, warehouse):
@@ -76,7 +63,7 @@ def test_file_list_kept_in_the_checksum_is_what_the_log_adds_up_to_in_shanghai_t
     with open(latest) as f:
         kept = json.load(f)["allFiles"]
     assert kept, "Delta kept the file list in the checksum (the path the turned-off check verified)"
-    assert {a["path"]: (a["partitionValues"], a.get("stats")) for a in kept} == _replayed(log_dir)
+    assert {a["path"]: (a["partitionValues"], a.get("stats")) for a in kept} == live_files(warehouse.path(name))
     counts = {str(r.as_of): r["count"] for r in warehouse.read(name).groupBy("as_of").count().collect()}
     assert counts == {D1: 4, D2: 4}
 
