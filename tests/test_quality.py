@@ -190,36 +190,6 @@ def test_long_form_suite_fails_the_gate_on_a_repeated_tag_row(spark, warehouse, 
         gate(warehouse, AS_OF, {"gold.tag_values": tag_values(spark, repeated)})
 
 
-def test_a_foreign_key_within_a_long_forms_keys_counts_its_orphans_once_per_key_and_frees_what_it_held(
-        spark, warehouse, conf):
-    # Both measures read the long form's rows grouped by key, held for the derived batch alone.
-    conf("""
-    suites:
-      - table: gold.tag_values
-        pii_scan: {enabled: false}
-        long_form: {keys: [as_of, one_id], name: tag_code}
-        foreign_keys:
-          - {columns: [one_id], references: gold.one_id_map}
-    """)
-    warehouse.overwrite(one_id_map(spark, [("core_customer", "C1", 1), ("app_user", "A1", 2)]), "gold.one_id_map")
-    # Persons 7 and 8 are not in the map (two rows each: one orphan each); person 2 misses a tag.
-    rows = [(AS_OF, p, t, "1") for p in (1, 7, 8) for t in ("aum", "age")] + [(AS_OF, 2, "aum", "1")]
-
-    def held():   # what Spark keeps, less Delta's own cache of each table's log
-        rdds = spark.sparkContext._jsc.getPersistentRDDs()
-        return {k for k in rdds.keys() if not (rdds[k].name() or "").startswith("Delta Table State")}
-
-    before = held()
-    with pytest.raises(QualityGateError) as err:
-        gate(warehouse, AS_OF, {"gold.tag_values": tag_values(spark, rows)})
-    assert "foreign_key(one_id -> gold.one_id_map(one_id)) -> observed 2" in str(err.value)
-    assert "long_form(as_of, one_id x tag_code: one row per key and tag_code) -> observed 1" in str(err.value)
-    assert held() == before
-    fitting = [r for r in rows if r[1] in (1, 2)] + [(AS_OF, 2, "age", "3")]
-    gate(warehouse, AS_OF, {"gold.tag_values": tag_values(spark, fitting)})
-    assert held() == before
-
-
 def test_pii_scanner_catches_clear_mobile_and_id_number(spark, warehouse, conf):
     conf("""
     suites:

@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 
 from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
-from ..session import concurrently, held, release
+from ..session import concurrently, held
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
 from .parse import (bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content, pseudonymised,
@@ -272,7 +272,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
         # The parsed rows are freed once the source's MERGE is done, not at the end of the run: kept
         # until then, the loads before it filled storage memory and pushed the next loads' rows to disk.
         for df in transient:
-            release(df)
+            _release(df)
 
 
 def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Batch], groups: dict, key: bytes,
@@ -348,6 +348,15 @@ def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Bat
     return {f"bronze.{source.name}": read - nbad, QUARANTINE: nbad}
 
 
+def _release(df: DataFrame) -> None:
+    """Free a cached or locally checkpointed frame's blocks now, not when the driver next collects garbage."""
+    plan = df._jdf.queryExecution().logical()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+    else:
+        df.unpersist()
+
+
 class _Pending:
     """What every source adds and the run writes once at its end: vault, quarantine, ledger."""
 
@@ -412,7 +421,7 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
                 .withColumn("loaded_at", F.current_timestamp()))
         wh.merge(rows, LEDGER, ["source", "batch_dt", "fingerprint"])
     for df in out.cached:
-        release(df)
+        _release(df)
     for e in out.errors:
         log.error("ingest rejected: %s", e)
     if out.errors:

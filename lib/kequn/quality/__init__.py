@@ -175,7 +175,6 @@ def _check(wh, as_of: str, frames: dict, suites: dict[str, TableSuite], phase: s
     ``also_clear``: tables whose earlier rows for this (as_of, phase) are removed although not checked.
     ``scopes``: see ``gate``.
     """
-    from ..session import release
     from .engine import build_docs, new_context, validate
     from .expectations import derived_expectations, main_expectations
 
@@ -197,11 +196,7 @@ def _check(wh, as_of: str, frames: dict, suites: dict[str, TableSuite], phase: s
             outcomes += validate(context, name, "main", df, exps)
         derived = derived_expectations(suite, df, as_of, lookup, log)
         if derived is not None:
-            try:
-                outcomes += validate(context, name, "derived", derived.frame, derived.expectations)
-            finally:
-                for held_frame in derived.held:
-                    release(held_frame)
+            outcomes += validate(context, name, "derived", derived.frame, derived.expectations)
     if docs_dir and phase == "stage":
         # Only the quality stage renders Data Docs: rendering costs seconds, and every gate's
         # results are rows of quality.validation_results anyway.

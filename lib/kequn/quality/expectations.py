@@ -24,7 +24,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..config import ConfigError
-from ..session import held
 from .config import TableSuite
 
 # A clear personal identifier inside a string value. The look-arounds keep digit runs inside
@@ -50,7 +49,6 @@ class Planned:
     batch: str                      # "main" | "derived"
     expectations: list              # GX Expectation objects
     frame: Optional[DataFrame] = None
-    held: tuple = ()                # frames held for this batch alone (kequn.session.held): release after
 
 
 def _snake_to_class(name: str) -> str:
@@ -174,10 +172,12 @@ def main_expectations(suite: TableSuite, schema: T.StructType, as_of: str,
 MAX_LONG_FORM_NAMES = 4096
 
 
-def long_form_per_key(df: DataFrame, keys: list[str], name: str) -> tuple[DataFrame, int]:
-    """(one row per ``keys`` tuple of ``df``: ``_rows`` and, for every block of 63 names, ``_b<i>``, the OR
-    of one bit per name held; the number of names found in ``df``).
+def long_form_misfits(df: DataFrame, keys: list[str], name: str) -> DataFrame:
+    """One row, one column ``misfits``: how many ``keys`` tuples of ``df`` do not hold exactly one row for
+    each ``name`` found in ``df`` (a name twice, a name missing, a null name).
 
+    Per key: its rows and, for every block of 63 names, the OR of one bit per name. A key fits when it
+    has as many rows as there are names and every bit is set: n rows covering n names hold each once.
     Both are partial aggregates, reduced before the shuffle, so the shuffle carries a row per key
     rather than per key and name. The names are read first (one small aggregation), at most
     ``MAX_LONG_FORM_NAMES``.
@@ -192,26 +192,15 @@ def long_form_per_key(df: DataFrame, keys: list[str], name: str) -> tuple[DataFr
     # 0-based position of the row's name; null for a null name, whose row then sets no bit.
     position = F.array_position(F.array(*[F.lit(v) for v in names]), F.col(name)) - 1
     per_row = df.select(*keys, position.alias("_i"))
+    blocks = range((n + 62) // 63)
     bits = [F.expr(f"bit_or(CASE WHEN _i >= {b * 63} AND _i < {(b + 1) * 63} "
                    f"THEN shiftleft(1L, CAST(_i - {b * 63} AS INT)) ELSE 0L END)").alias(f"_b{b}")
-            for b in range((n + 62) // 63)]
-    return per_row.groupBy(*keys).agg(F.count(F.lit(1)).alias("_rows"), *bits), n
-
-
-def misfit_count(per_key: DataFrame, n: int) -> DataFrame:
-    """One row, one column ``misfits``: the keys of ``long_form_per_key`` that do not hold each of its ``n``
-    names exactly once. A key fits when it has n rows and every bit is set: n rows covering n names hold
-    each once."""
+            for b in blocks]
+    per_key = per_row.groupBy(*keys).agg(F.count(F.lit(1)).alias("_rows"), *bits)
     fits = F.col("_rows") == n
-    for b in range((n + 62) // 63):
+    for b in blocks:
         fits = fits & (F.col(f"_b{b}") == F.lit((1 << min(63, n - b * 63)) - 1))
     return per_key.agg(F.count(F.when(~fits, 1)).cast("long").alias("misfits"))
-
-
-def long_form_misfits(df: DataFrame, keys: list[str], name: str) -> DataFrame:
-    """One row, one column ``misfits``: how many ``keys`` tuples of ``df`` do not hold exactly one row for
-    each ``name`` found in ``df`` (a name twice, a name missing, a null name)."""
-    return misfit_count(*long_form_per_key(df, keys, name))
 
 
 def _name(*parts: str) -> str:
@@ -227,17 +216,6 @@ def derived_expectations(suite: TableSuite, df: DataFrame, as_of: str,
     measures: list[DataFrame] = []
     exps: list = []
     present = set(df.columns)
-    lf = suite.long_form
-    per_key, kept = None, []
-    if lf is not None and set(lf.keys) | {lf.name} <= present:
-        # The long form's keys, one row each, also give a foreign key within them its distinct values:
-        # the two measures share one scan and one shuffle of the table. Apart, the distinct one_ids of
-        # 69M tag rows took 10 s and the misfits 8 s (1,000,000 persons, 2 cores).
-        per_key, n_names = long_form_per_key(df, list(lf.keys), lf.name)
-        if any(set(fk.columns) <= set(lf.keys) for fk in suite.foreign_keys):
-            # Held, or each measure would aggregate the table again (the plans differ in the columns kept).
-            per_key = held(per_key)
-            kept.append(per_key)
     for fk in suite.foreign_keys:
         ref_cols = fk.ref_columns or fk.columns
         if len(ref_cols) != len(fk.columns):
@@ -248,8 +226,7 @@ def derived_expectations(suite: TableSuite, df: DataFrame, as_of: str,
         if not set(fk.columns) <= present:
             continue  # main batch reports the missing column
         ref = lookup(fk.references)
-        keyed = per_key if per_key is not None and set(fk.columns) <= set(lf.keys) else df
-        keys = keyed.select(*fk.columns).where(" AND ".join(f"`{c}` IS NOT NULL" for c in fk.columns)).distinct()
+        keys = df.select(*fk.columns).where(" AND ".join(f"`{c}` IS NOT NULL" for c in fk.columns)).distinct()
         if ref is None or not set(ref_cols) <= set(ref.columns):
             log.warning("quality: %s: reference %s missing; every key counts as an orphan", suite.table, fk.references)
             orphans = keys
@@ -265,9 +242,10 @@ def derived_expectations(suite: TableSuite, df: DataFrame, as_of: str,
         measures.append(orphans.agg(F.count(F.lit(1)).cast("long").alias(name)))
         exps.append(E.ExpectColumnMaxToBeBetween(column=name, min_value=0, max_value=fk.max_orphans,
                                                  severity=fk.severity, meta=_meta(label)))
-    if per_key is not None:
+    lf = suite.long_form
+    if lf is not None and set(lf.keys) | {lf.name} <= present:
         column = _name("long_form_misfits", *lf.keys, lf.name)
-        measures.append(misfit_count(per_key, n_names).withColumnRenamed("misfits", column))
+        measures.append(long_form_misfits(df, list(lf.keys), lf.name).withColumnRenamed("misfits", column))
         exps.append(E.ExpectColumnMaxToBeBetween(
             column=column, min_value=0, max_value=0, severity=lf.severity,
             meta=_meta(f"long_form({', '.join(lf.keys)} x {lf.name}: one row per key and {lf.name})")))
@@ -295,4 +273,4 @@ def derived_expectations(suite: TableSuite, df: DataFrame, as_of: str,
     frame = measures[0]
     for m in measures[1:]:
         frame = frame.crossJoin(m)
-    return Planned(suite.table, "derived", exps, frame, held=tuple(kept))
+    return Planned(suite.table, "derived", exps, frame)
