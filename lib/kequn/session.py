@@ -53,6 +53,12 @@ LOCAL_DEFAULTS = {
     "spark.sql.shuffle.partitions": "4",
     "spark.default.parallelism": "4",
     "spark.sql.adaptive.enabled": "true",
+    # A join whose shuffled sides are both large is a sort-merge join: both sides sorted. Where every
+    # partition of one side holds at most this many bytes, adaptive execution builds a hash table of it
+    # instead (Spark requires at least spark.sql.adaptive.advisoryPartitionSizeInBytes, 64 MB): the
+    # memory a task's table takes stays bounded, and bigger sides keep the sort. Identity's overlap of
+    # the day's 2.58M records with the day before's at 1,000,000 persons: 7.2 s sorted, 4.4 s hashed.
+    "spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold": "64m",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": f"{local_memory_gb()}g",
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
