@@ -1,4 +1,4 @@
-"""The local session's sizing and JVM options."""
+"""The local session's sizing, JVM options and join planning."""
 from kequn.session import JIT_OPTION, LOCAL_DEFAULTS, java_options, local_memory_gb
 
 GIB = 2 ** 30
@@ -23,3 +23,34 @@ def test_the_local_jvm_compiles_huge_methods(spark):
     # reached the java command line.
     args = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
     assert JIT_OPTION in [str(a) for a in args]
+
+
+def test_a_join_of_two_small_shuffled_sides_hashes_one_side_and_returns_the_sorted_joins_rows(spark):
+    from chispa import assert_df_equality
+
+    key = "spark.sql.adaptive.maxShuffledHashJoinLocalMapThreshold"
+    left = spark.range(3000).selectExpr("CAST(id % 1000 AS STRING) AS k", "id AS a")
+    right = spark.range(2000).selectExpr("CAST(id AS STRING) AS k", "id * 2 AS b")
+
+    def joined():
+        # Spark would broadcast sides this small; a bank's days are not, so broadcasts are off here.
+        df = left.join(right, "k", "left").groupBy("k", "b").count()
+        rows = spark.createDataFrame(df.collect(), df.schema)
+        # The plan as run: adaptive execution prints it first, then the plan it started from.
+        return rows, df._jdf.queryExecution().executedPlan().toString().split("== Initial Plan ==")[0]
+
+    broadcast = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+    try:
+        hashed, plan = joined()
+        assert "== Final Plan ==" in plan and "ShuffledHashJoin" in plan and "SortMergeJoin" not in plan
+        spark.conf.set(key, "0")   # Spark's default: both sides sorted
+        try:
+            merged, merged_plan = joined()
+        finally:
+            spark.conf.set(key, LOCAL_DEFAULTS[key])
+    finally:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", broadcast)
+    assert "SortMergeJoin" in merged_plan and "ShuffledHashJoin" not in merged_plan
+    assert_df_equality(hashed, merged, ignore_row_order=True)
+    assert hashed.count() == 1000 and hashed.where("b IS NULL OR count != 3").count() == 0
