@@ -1,4 +1,5 @@
 """One SparkSession for the whole test run (JVM start-up is paid once)."""
+import contextlib
 import json
 import os
 import socket
@@ -25,6 +26,20 @@ def spark(tmp_path_factory):
     s = build_session(str(wh))
     yield s
     s.stop()
+
+
+@contextlib.contextmanager
+def session_conf(spark, settings: dict):
+    """The shared session with ``settings`` (Spark SQL keys) for the block; each key's value before it comes
+    back after it."""
+    before = {k: spark.conf.get(k) for k in settings}
+    try:
+        for k, v in settings.items():
+            spark.conf.set(k, v)
+        yield
+    finally:
+        for k, v in before.items():
+            spark.conf.set(k, v)
 
 
 @pytest.fixture()

@@ -1,6 +1,8 @@
 """The local session's sizing, JVM options and join planning."""
 from kequn.session import JIT_OPTION, LOCAL_DEFAULTS, java_options, local_memory_gb
 
+from conftest import session_conf
+
 GIB = 2 ** 30
 
 
@@ -33,24 +35,18 @@ def test_a_join_of_two_small_shuffled_sides_hashes_one_side_and_returns_the_sort
     right = spark.range(2000).selectExpr("CAST(id AS STRING) AS k", "id * 2 AS b")
 
     def joined():
-        # Spark would broadcast sides this small; a bank's days are not, so broadcasts are off here.
         df = left.join(right, "k", "left").groupBy("k", "b").count()
         rows = spark.createDataFrame(df.collect(), df.schema)
         # The plan as run: adaptive execution prints it first, then the plan it started from.
         return rows, df._jdf.queryExecution().executedPlan().toString().split("== Initial Plan ==")[0]
 
-    broadcast = spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
-    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
-    try:
+    # Spark would broadcast sides this small; a bank's days are not, so broadcasts are off here.
+    broadcasts_off = {"spark.sql.autoBroadcastJoinThreshold": "-1"}
+    with session_conf(spark, broadcasts_off):
         hashed, plan = joined()
-        assert "== Final Plan ==" in plan and "ShuffledHashJoin" in plan and "SortMergeJoin" not in plan
-        spark.conf.set(key, "0")   # Spark's default: both sides sorted
-        try:
-            merged, merged_plan = joined()
-        finally:
-            spark.conf.set(key, LOCAL_DEFAULTS[key])
-    finally:
-        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", broadcast)
+    assert "== Final Plan ==" in plan and "ShuffledHashJoin" in plan and "SortMergeJoin" not in plan
+    with session_conf(spark, {**broadcasts_off, key: "0"}):   # Spark's default: both sides sorted
+        merged, merged_plan = joined()
     assert "SortMergeJoin" in merged_plan and "ShuffledHashJoin" not in merged_plan
     assert_df_equality(hashed, merged, ignore_row_order=True)
     assert hashed.count() == 1000 and hashed.where("b IS NULL OR count != 3").count() == 0

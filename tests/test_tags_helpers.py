@@ -9,6 +9,8 @@ from pyspark.sql import functions as F
 
 from kequn.landing import PII_COLUMNS, SOURCES
 
+from conftest import session_conf
+
 SPARK_TYPE = {"string": "string", "date": "date", "timestamp": "timestamp", "decimal": "decimal(18,2)",
               "boolean": "boolean", "int": "int"}
 VALIDITY = {"core_customer": ("mobile", "id_no"), "card_account": ("mobile", "id_no"),
@@ -150,12 +152,8 @@ def test_a_small_map_is_broadcast_to_the_passes_and_gives_the_same_values(spark,
         return "strategy=broadcast" in df._jdf.queryExecution().analyzed().toString()
 
     assert hinted(small_map(plain, limit=3)) and not hinted(small_map(plain, limit=2)) and not hinted(plain)
-    key, before = "spark.sql.autoBroadcastJoinThreshold", spark.conf.get("spark.sql.autoBroadcastJoinThreshold")
-    spark.conf.set(key, "-1")
-    try:
+    with session_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1"}):
         assert not hinted(small_map(plain, limit=3))   # a session that turned broadcasts off keeps them off
-    finally:
-        spark.conf.set(key, before)
     broadcast, shuffled = (source_pass(source_view(warehouse, "transaction", as_of, m, tags=tags), tags, as_of)
                            for m in (small_map(plain, limit=3), small_map(plain, limit=2)))
     assert_df_equality(broadcast, shuffled, ignore_row_order=True)
