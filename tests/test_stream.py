@@ -14,6 +14,8 @@ from kequn.config import ConfigError, PipelineConfig, StreamConfig
 from kequn.stream import job
 from kequn.stream.settings import load_settings
 
+from conftest import session_conf
+
 COLS = ["event_id", "source", "user_key", "device_id", "event_time", "event_type", "page", "keyword"]
 
 
@@ -42,11 +44,8 @@ def at(minutes_ago: int) -> dt.datetime:
 
 @pytest.fixture(scope="module", autouse=True)
 def _midday(spark):
-    key = "spark.sql.session.timeZone"
-    before = spark.conf.get(key)
-    spark.conf.set(key, ZONE)
-    yield
-    spark.conf.set(key, before)
+    with session_conf(spark, {"spark.sql.session.timeZone": ZONE}):
+        yield
 
 
 @pytest.fixture(autouse=True)
