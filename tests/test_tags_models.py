@@ -2,6 +2,8 @@
 import datetime as dt
 
 import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from kequn.tags import models
 from kequn.tags.catalog import catalog_from_dicts, validate
@@ -123,6 +125,29 @@ def test_a_fit_uses_a_sample_when_there_are_more_labelled_rows_than_max_train_ro
                                                  "method": "logistic", "label_source": "transaction",
                                                  "label_where": "true", "features": ["need_x"], "min_train_rows": 10,
                                                  "max_train_rows": 5}}}]))
+
+
+def test_the_training_split_takes_the_same_persons_whatever_order_or_company_they_come_in(spark):
+    people = spark.createDataFrame([(f"P{i:05d}", float(i % 7), float(i % 2)) for i in range(2000)],
+                                   "one_id string, f double, label double")
+    train, test = models.training_split(people, 0.5, seed=42)
+    # About half of the persons, 70 / 30, no one in both.
+    assert 600 < train.count() < 800 and 200 < test.count() < 400
+    assert train.join(test, "one_id").count() == 0
+    # The same rows in another order and other partitions: the same persons (a seeded sample would differ).
+    train2, test2 = models.training_split(people.orderBy(F.desc("one_id")).repartition(3), 0.5, seed=42)
+    assert_df_equality(train2, train, ignore_row_order=True)
+    assert_df_equality(test2, test, ignore_row_order=True)
+    # A person's place does not depend on who else is there.
+    some = F.col("f") < 3
+    train3, test3 = models.training_split(people.where(some), 0.5, seed=42)
+    assert_df_equality(train3, train.where(some), ignore_row_order=True)
+    assert_df_equality(test3, test.where(some), ignore_row_order=True)
+    # Another seed, other persons; no sampling splits everyone.
+    assert {r.one_id for r in models.training_split(people, 0.5, seed=7)[0].collect()} != \
+        {r.one_id for r in train.collect()}
+    everyone = [x.count() for x in models.training_split(people, 1.0, seed=42)]
+    assert sum(everyone) == 2000 and 500 < everyone[1] < 700
 
 
 def test_backfilled_history_trains_as_known_on_the_run_day(spark, warehouse):

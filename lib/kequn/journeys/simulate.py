@@ -15,6 +15,7 @@ from datetime import date, timedelta
 
 from pyspark.sql import functions as F
 
+from ..sampling import unit_draw
 from ..segments.files import write_single_csv
 from ..segments.persons import contact_records, one_id_map
 
@@ -36,8 +37,8 @@ def simulate_delivery(spark, wh, as_of: str, landing: str, open_rates: dict, see
     touch_id = F.concat(F.lit("J"), F.substring(F.sha2(ident, 256), 1, 24))
     rates = F.create_map(*[x for k, v in sorted(open_rates.items()) for x in (F.lit(k), F.lit(float(v)))])
 
-    def unit(salt):  # deterministic uniform in [0, 1) per touch
-        return F.pmod(F.xxhash64(F.lit(int(seed)), F.lit(salt), F.col("touch_id")), F.lit(1_000_000)) / 1_000_000.0
+    def unit(salt):  # per touch
+        return unit_draw(F.lit(int(seed)), F.lit(salt), F.col("touch_id"))
 
     sent_ts = (F.lit(f"{sent_day} 09:00:00").cast("timestamp") +
                F.make_dt_interval(F.lit(0), F.lit(0), F.lit(0), (unit("sent") * 36000).cast("int")))

@@ -4,8 +4,8 @@ For a model tag with horizon H, features are the catalog's tags computed as of
 ``T = D - H`` (moved later to ``first fact + min_history_days`` when history is short), the
 label is whether the person had a fact matching ``label_where`` in ``(T, D]``, the pipeline
 (VectorAssembler -> StandardScaler -> LogisticRegression or GBTClassifier) is fit on a 70%
-split and its AUC measured on the other 30% (of a seeded sample of about ``max_train_rows`` rows when
-there are more), then the person's features as of D are scored
+split and its AUC measured on the other 30% (of about ``max_train_rows`` persons, drawn by a hash of
+one_id and the seed, when there are more), then the person's features as of D are scored
 and the probability put into a band (high / medium / low). Too little history, too few rows
 or a single class skip training with a logged reason: the tag stays null, the stage goes on.
 
@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .. import bronze
+from ..sampling import unit_draw
 from .catalog import Catalog, Tag
 from .plan import computed, source_view
 
@@ -50,6 +51,18 @@ class ModelOutcome:
     test_rows: int
     status: str            # trained | skipped: <reason>
     scores: Optional[DataFrame] = None   # one_id, <code>
+
+
+def training_split(data: DataFrame, fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    """(train, test): about ``fraction`` of the persons, 70 / 30, by a draw from one_id and the seed.
+
+    The draw, not Spark's seeded sample, so that a model trains on the same persons whatever order a plan
+    left the staged rows in (a join strategy changed a model's sample once: BENCHMARKS.md, "A join of two
+    shuffled sides by a hash table"), and a person stays in or out of the sample when others come or go.
+    """
+    draw = unit_draw(F.lit(int(seed)), F.col("one_id"))
+    cut = F.lit(0.3 * fraction)
+    return data.where((draw >= cut) & (draw < F.lit(fraction))), data.where(draw < cut)
 
 
 def feature_frame(df: DataFrame, features: list[str]) -> DataFrame:
@@ -215,11 +228,8 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
                 outcomes.append(ModelOutcome(t.code, None, n, 0, f"skipped: {why}"))
                 continue
             t_data = time.time() - t0
-            kept = n
-            if m.max_train_rows is not None and n > m.max_train_rows:
-                data = data.sample(fraction=m.max_train_rows / n, seed=m.seed)
-                kept = data.count()
-            train, test = data.randomSplit([0.7, 0.3], seed=m.seed)
+            fraction = 1.0 if m.max_train_rows is None or n <= m.max_train_rows else m.max_train_rows / n
+            train, test = training_split(data, fraction, m.seed)
             model = _pipeline(t).fit(train)
             t_fit = time.time() - t0
             pred = model.transform(test)
@@ -228,7 +238,7 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
             if 0 < test_pos < test_rows:
                 auc = float(BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="rawPrediction",
                                                           metricName="areaUnderROC").evaluate(pred))
-            train_rows = kept - test_rows
+            train_rows = train.count()
             try:
                 model.write().overwrite().save(wh.model_path(t.code, key, as_of))
             except Exception as e:  # the scores stand; the next run fits again
@@ -237,7 +247,7 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
             scores = _scores(model, t, wide)
             log.info("tags: model %s %s: %d train / %d test rows%s, %d positives, AUC %s, %.1f s (labelled "
                      "rows staged at %.1f s, fitted at %.1f s)", t.code, tr.status, train_rows, test_rows,
-                     f" (sampled from {n})" if kept != n else "", pos, "n/a" if auc is None else f"{auc:.3f}",
+                     f" (sampled from {n})" if fraction < 1 else "", pos, "n/a" if auc is None else f"{auc:.3f}",
                      time.time() - t0, t_data, t_fit)
             outcomes.append(ModelOutcome(t.code, auc, train_rows, int(test_rows), tr.status, scores))
         except Exception as e:  # a model must never crash the stage
