@@ -150,6 +150,30 @@ def test_the_training_split_takes_the_same_persons_whatever_order_or_company_the
     assert sum(everyone) == 2000 and 500 < everyone[1] < 700
 
 
+def test_k_means_fits_the_same_clusters_whatever_order_the_persons_come_in(spark):
+    from kequn.tags import clusters
+
+    def stat(code):
+        return {"code": code, "name_zh": code, "name_en": code, "category": "behaviour", "kind": "statistic",
+                "value_type": "int", "description": "x",
+                "definition": {"source": "transaction", "window_days": 90, "agg": "count(1)", "default": "0"}}
+    cat = validate(spark, catalog_from_dicts([
+        stat("f1"), stat("f2"),
+        {"code": "grp", "name_zh": "g", "name_en": "g", "category": "value", "kind": "model", "value_type": "int",
+         "description": "x", "definition": {"model": {"method": "kmeans", "k": 4, "features": ["f1", "f2"],
+                                                      "log_features": False, "max_train_rows": 300}}}]))
+    # No clusters to find: where k-means|| starts decides where it ends.
+    wide = spark.createDataFrame([(f"P{i:04d}", i * 7919 % 1000, i * 104729 % 997) for i in range(1000)],
+                                 "one_id string, f1 int, f2 int")
+    grp = cat.get("grp")
+    assigned, profile, why = clusters.kmeans_tag(grp, wide, D)
+    again, profile_again, _ = clusters.kmeans_tag(grp, wide.orderBy(F.desc("one_id")).repartition(3), D)
+    assert why == "ok" and assigned.count() == 1000      # fitted on about 300, every person assigned
+    assert_df_equality(again, assigned, ignore_row_order=True)
+    sizes = ["cluster_id", "members", F.col("feature_means")["f1"].alias("f1")]
+    assert_df_equality(profile_again.select(*sizes), profile.select(*sizes), ignore_row_order=True)
+
+
 def test_backfilled_history_trains_as_known_on_the_run_day(spark, warehouse):
     # Nothing was delivered by T: read strictly, the training population would be empty.
     build(warehouse, backfill=True)

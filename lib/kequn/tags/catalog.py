@@ -54,8 +54,9 @@ class ModelDef:
     min_history_days: int = 30                    # T is at least this long after the first fact
     min_label_days: int = 14                      # else: too little history, skip
     min_train_rows: int = 20
-    # labelled rows the fit and its test split use, about this many persons drawn by one_id when there are more:
-    # the fit's cost stays bounded as persons grow (null: every row)
+    # rows a fit uses (labelled rows and their test split; k-means: the persons the centres are fitted on),
+    # about this many persons drawn by one_id when there are more: the fit's cost stays bounded as persons
+    # grow (null: every row)
     max_train_rows: Optional[int] = 500_000
     # features as of T read from: delivery = batches dated <= T only; event = every batch up to D, event
     # times <= T (history that came in a later backfill); auto = delivery when batches reach back to T

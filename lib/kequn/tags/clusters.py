@@ -1,7 +1,10 @@
 """Smart grouping: MLlib k-means over standardised value/behaviour tags; the cluster id is a tag.
 
 Features are log1p(max(x, 0)) when ``log_features`` (money is heavily skewed), then
-standardised (mean 0, sd 1). Cluster ids are renumbered by ascending centre of the first
+standardised (mean 0, sd 1). The scaler and the centres are fitted on at most about ``max_train_rows``
+persons drawn by one_id (``kequn.sampling``), laid out in one_id order over ``FIT_PARTITIONS`` partitions:
+MLlib's k-means|| initialisation samples each partition by row position, so the same seed gave other
+centres when a plan left the rows in another order. Every person is then assigned. Cluster ids are renumbered by ascending centre of the first
 feature, so that id 0 is always the lowest-value group whatever k-means' own numbering.
 ``gold.tag_cluster_profile`` holds per cluster its size, share and mean raw features.
 """
@@ -16,12 +19,23 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .catalog import Tag
+from ..sampling import unit_draw
 from .models import feature_frame
 
 log = logging.getLogger(__name__)
 
+# Fixed, not the session's shuffle partitions, so that the fit's input is laid out alike on any cluster.
+FIT_PARTITIONS = 4
+
 PROFILE_SCHEMA = ("as_of date, tag_code string, cluster_id int, members bigint, share double, "
                   "feature_means map<string,double>")
+
+
+def fit_rows(x: DataFrame, n: int, max_rows: Optional[int], seed: int) -> DataFrame:
+    """The persons of ``x`` (``n`` rows) the clusters are fitted on, in the same partitions and order in any plan."""
+    if max_rows is not None and n > max_rows:
+        x = x.where(unit_draw(F.lit(int(seed)), F.col("one_id")) < F.lit(max_rows / n))
+    return x.repartition(FIT_PARTITIONS, "one_id").sortWithinPartitions("one_id")
 
 
 def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame], Optional[DataFrame], str]:
@@ -43,7 +57,8 @@ def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame]
         return None, None, why
     model = Pipeline(stages=[VectorAssembler(inputCols=feats, outputCol="raw"),
                              StandardScaler(inputCol="raw", outputCol="features", withMean=True, withStd=True),
-                             KMeans(featuresCol="features", predictionCol="cluster", k=m.k, seed=m.seed)]).fit(x)
+                             KMeans(featuresCol="features", predictionCol="cluster", k=m.k, seed=m.seed)]
+                     ).fit(fit_rows(x, n, m.max_train_rows, m.seed))
     centers = model.stages[-1].clusterCenters()
     order = sorted(range(len(centers)), key=lambda i: (float(centers[i][0]), i))
     relabel = F.create_map(*[F.lit(v) for i, old in enumerate(order) for v in (old, i)])
@@ -54,5 +69,7 @@ def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame]
             .select(F.lit(dt.date.fromisoformat(as_of)).alias("as_of"), F.lit(t.code).alias("tag_code"), "cluster_id",
                     "members", (F.col("members") / F.lit(n)).alias("share"),
                     F.create_map(*[v for f in feats for v in (F.lit(f), F.col(f).cast("double"))]).alias("feature_means")))
-    log.info("tags: k-means %s as of %s: %d persons, k=%d, %.1f s", t.code, as_of, n, m.k, time.time() - t0)
+    fitted = f", fitted on about {m.max_train_rows}" if m.max_train_rows is not None and n > m.max_train_rows else ""
+    log.info("tags: k-means %s as of %s: %d persons%s, k=%d, %.1f s", t.code, as_of, n, fitted, m.k,
+             time.time() - t0)
     return assigned, prof, "ok"
