@@ -81,13 +81,10 @@ def without_revoked(members: DataFrame, revoked: DataFrame) -> DataFrame:
 
 # --------------------------------------------------------------------------- reachable records
 
-def contact_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
-    """(one_id, channel, target_source, target_key, mobile_token): one record per person and channel.
-
-    ``app_push`` an app_user, ``wechat`` a wechat_user, ``sms`` any master record
-    with a valid mobile (core_customer first, then card_account, app_user, wechat_user;
-    then the smallest key).
-    """
+def reachable_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
+    """(one_id, channel, target_source, target_key, mobile_token): each master record of a person as of the
+    day, once per channel it can receive: ``app_push`` an app_user, ``wechat`` a wechat_user, ``sms`` any
+    record with a valid mobile."""
     spark = id_map.sparkSession
     parts = []
     for source in MASTER_SOURCES:
@@ -112,7 +109,16 @@ def contact_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
     recs = parts[0]
     for p in parts[1:]:
         recs = recs.unionByName(p)
-    recs = recs.join(id_map, (recs["target_source"] == id_map["source"]) & (recs["target_key"] == id_map["source_key"]))
+    on = (recs["target_source"] == id_map["source"]) & (recs["target_key"] == id_map["source_key"])
+    return (recs.join(id_map, on)
+            .select("one_id", "channel", "target_source", "target_key", "mobile_token"))
+
+
+def contact_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
+    """(one_id, channel, target_source, target_key, mobile_token): one record per person and channel, the
+    one a send goes to: for ``sms`` core_customer first, then card_account, app_user, wechat_user; then the
+    smallest key."""
+    recs = reachable_records(wh, as_of, id_map)
     order = F.create_map(*[x for i, s in enumerate(SMS_SOURCE_ORDER) for x in (F.lit(s), F.lit(i))])
     w = Window.partitionBy("one_id", "channel").orderBy(order[F.col("target_source")], F.col("target_key"))
     return (recs.withColumn("_rn", F.row_number().over(w)).where("_rn = 1")
@@ -120,7 +126,11 @@ def contact_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
                     F.when(F.col("channel") == "sms", F.col("mobile_token")).alias("mobile_token")))
 
 
-def channel_availability(contacts: DataFrame) -> DataFrame:
-    """(one_id, has_app_push, has_wechat, has_sms)."""
-    return (contacts.groupBy("one_id")
+def channel_availability(reachable: DataFrame) -> DataFrame:
+    """(one_id, has_app_push, has_wechat, has_sms) from :func:`reachable_records`.
+
+    From every reachable record, not :func:`contact_records`: whether a person can receive a channel does
+    not need the record a send picks, and the pick is a window that sorts every record (availability at
+    1,000,000 persons 9.4-11.3 -> 7.0-8.2 s warm, 2026-12-07)."""
+    return (reachable.groupBy("one_id")
             .agg(*[F.max((F.col("channel") == c).cast("int")).cast("boolean").alias(f"has_{c}") for c in CHANNELS]))
