@@ -56,7 +56,7 @@ MEANINGS = {
     "tags[].definition.expr": "rule: SQL over other tags' codes giving the value",
     "tags[].definition.model.method": "the model family",
     "tags[].definition.model.min_train_rows": "fewer labelled rows: the model is not trained (tag null)",
-    "tags[].definition.model.seed": "seed of the training sample's draw by one_id, of GBT and of k-means (reproducible scores)",
+    "tags[].definition.model.seed": "seed of the sample's draw by one_id, of GBT, of k-means (reproducible scores)",
     "segments[].rule": "SQL boolean over tag codes",
     "segments[].base": "a segment this one narrows (members must be in it)",
     "segments[].fed_by": "journeys whose exits add members (instead of a rule)",

@@ -1,11 +1,12 @@
 """Smart grouping: MLlib k-means over standardised value/behaviour tags; the cluster id is a tag.
 
 Features are log1p(max(x, 0)) when ``log_features`` (money is heavily skewed), then
-standardised (mean 0, sd 1). The scaler and the centres are fitted on at most about ``max_train_rows``
-persons drawn by one_id (``kequn.sampling``), laid out in one_id order over ``FIT_PARTITIONS`` partitions:
-MLlib's k-means|| initialisation samples each partition by row position, so the same seed gave other
-centres when a plan left the rows in another order. Every person is then assigned. Cluster ids are renumbered by ascending centre of the first
-feature, so that id 0 is always the lowest-value group whatever k-means' own numbering.
+standardised (mean 0, sd 1). The scaler and the centres are fitted on about ``max_train_rows``
+persons drawn by one_id (``kequn.sampling``), laid out in one_id order over ``FIT_PARTITIONS``
+partitions: MLlib's k-means|| initialisation samples each partition by row position, so the same seed
+gave other centres when a plan left the rows in another order. Every person is then assigned. Cluster
+ids are renumbered by ascending centre of the first feature, so that id 0 is always the lowest-value
+group whatever k-means' own numbering.
 ``gold.tag_cluster_profile`` holds per cluster its size, share and mean raw features.
 """
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Optional
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .catalog import Tag
 from ..sampling import unit_draw
+from .catalog import Tag
 from .models import feature_frame
 
 log = logging.getLogger(__name__)

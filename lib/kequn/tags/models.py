@@ -58,7 +58,7 @@ def training_split(data: DataFrame, fraction: float, seed: int) -> tuple[DataFra
 
     The draw, not Spark's seeded sample, so that a model trains on the same persons whatever order a plan
     left the staged rows in (a join strategy changed a model's sample once: BENCHMARKS.md, "A join of two
-    shuffled sides by a hash table"), and a person stays in or out of the sample when others come or go.
+    shuffled sides by a hash table"), and so that at a given fraction a person is in or out whoever else is.
     """
     draw = unit_draw(F.lit(int(seed)), F.col("one_id"))
     cut = F.lit(0.3 * fraction)
