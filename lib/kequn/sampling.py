@@ -7,6 +7,8 @@ and a person's draw does not move when other persons come or go.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -16,3 +18,13 @@ RESOLUTION = 1_000_000
 def unit_draw(*parts: Column) -> Column:
     """A deterministic draw in [0, 1) with steps of 1 / RESOLUTION, from xxhash64 of ``parts``."""
     return F.pmod(F.xxhash64(*parts), F.lit(RESOLUTION)) / float(RESOLUTION)
+
+
+def person_draw(seed: int) -> Column:
+    """A person's draw for a fit seeded with ``seed`` (the need models' sample and split, k-means' sample)."""
+    return unit_draw(F.lit(int(seed)), F.col("one_id"))
+
+
+def fraction_for(n: int, at_most: Optional[int]) -> float:
+    """The share of ``n`` persons to draw for about ``at_most`` of them: 1 without a bound or above it."""
+    return 1.0 if at_most is None or n <= at_most else at_most / n

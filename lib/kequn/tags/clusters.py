@@ -19,7 +19,7 @@ from typing import Optional
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ..sampling import unit_draw
+from ..sampling import fraction_for, person_draw
 from .catalog import Tag
 from .models import feature_frame
 
@@ -32,10 +32,11 @@ PROFILE_SCHEMA = ("as_of date, tag_code string, cluster_id int, members bigint, 
                   "feature_means map<string,double>")
 
 
-def fit_rows(x: DataFrame, n: int, max_rows: Optional[int], seed: int) -> DataFrame:
-    """The persons of ``x`` (``n`` rows) the clusters are fitted on, in the same partitions and order in any plan."""
-    if max_rows is not None and n > max_rows:
-        x = x.where(unit_draw(F.lit(int(seed)), F.col("one_id")) < F.lit(max_rows / n))
+def fit_rows(x: DataFrame, fraction: float, seed: int) -> DataFrame:
+    """The persons of ``x`` the clusters are fitted on (``fraction`` of them), in the same partitions and order
+    in any plan."""
+    if fraction < 1:
+        x = x.where(person_draw(seed) < F.lit(fraction))
     return x.repartition(FIT_PARTITIONS, "one_id").sortWithinPartitions("one_id")
 
 
@@ -56,10 +57,11 @@ def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame]
         why = f"{n} persons, fewer than 2*k = {2 * m.k}"
         log.warning("tags: k-means %s skipped as of %s: %s", t.code, as_of, why)
         return None, None, why
+    fraction = fraction_for(n, m.max_train_rows)
     model = Pipeline(stages=[VectorAssembler(inputCols=feats, outputCol="raw"),
                              StandardScaler(inputCol="raw", outputCol="features", withMean=True, withStd=True),
                              KMeans(featuresCol="features", predictionCol="cluster", k=m.k, seed=m.seed)]
-                     ).fit(fit_rows(x, n, m.max_train_rows, m.seed))
+                     ).fit(fit_rows(x, fraction, m.seed))
     centers = model.stages[-1].clusterCenters()
     order = sorted(range(len(centers)), key=lambda i: (float(centers[i][0]), i))
     relabel = F.create_map(*[F.lit(v) for i, old in enumerate(order) for v in (old, i)])
@@ -70,7 +72,7 @@ def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame]
             .select(F.lit(dt.date.fromisoformat(as_of)).alias("as_of"), F.lit(t.code).alias("tag_code"), "cluster_id",
                     "members", (F.col("members") / F.lit(n)).alias("share"),
                     F.create_map(*[v for f in feats for v in (F.lit(f), F.col(f).cast("double"))]).alias("feature_means")))
-    fitted = f", fitted on about {m.max_train_rows}" if m.max_train_rows is not None and n > m.max_train_rows else ""
+    fitted = f", fitted on about {m.max_train_rows}" if fraction < 1 else ""
     log.info("tags: k-means %s as of %s: %d persons%s, k=%d, %.1f s", t.code, as_of, n, fitted, m.k,
              time.time() - t0)
     return assigned, prof, "ok"

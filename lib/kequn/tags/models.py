@@ -34,7 +34,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .. import bronze
-from ..sampling import unit_draw
+from ..sampling import fraction_for, person_draw
 from .catalog import Catalog, Tag
 from .plan import computed, source_view
 
@@ -60,7 +60,7 @@ def training_split(data: DataFrame, fraction: float, seed: int) -> tuple[DataFra
     left the staged rows in (a join strategy changed a model's sample once: BENCHMARKS.md, "A join of two
     shuffled sides by a hash table"), and so that at a given fraction a person is in or out whoever else is.
     """
-    draw = unit_draw(F.lit(int(seed)), F.col("one_id"))
+    draw = person_draw(seed)
     cut = F.lit(0.3 * fraction)
     return data.where((draw >= cut) & (draw < F.lit(fraction))), data.where(draw < cut)
 
@@ -228,7 +228,7 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
                 outcomes.append(ModelOutcome(t.code, None, n, 0, f"skipped: {why}"))
                 continue
             t_data = time.time() - t0
-            fraction = 1.0 if m.max_train_rows is None or n <= m.max_train_rows else m.max_train_rows / n
+            fraction = fraction_for(n, m.max_train_rows)
             train, test = training_split(data, fraction, m.seed)
             model = _pipeline(t).fit(train)
             t_fit = time.time() - t0
