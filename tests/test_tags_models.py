@@ -71,20 +71,20 @@ def test_models_train_with_metrics_or_skip_gracefully(spark, warehouse):
     from kequn.tags.plan import id_map_as_of
     id_map = id_map_as_of(warehouse, D)
     wide = computed(warehouse, D, cat, id_map=id_map)
-    out = {o.code: o for o in models.propensity(warehouse, D, cat, wide, id_map)}
+    out = {o.code: o for o in models.propensity(warehouse, D, cat, id_map)}
 
     edu = out["need_edu"]
     assert edu.status == f"trained as of {T}"
     assert edu.train_rows + edu.test_rows == N and edu.test_rows > 0
     assert edu.auc is not None and 0.5 < edu.auc <= 1.0
-    bands = {r["one_id"]: r["need_edu"] for r in edu.scores.collect()}
+    bands = {r["one_id"]: r["need_edu"] for r in edu.score(wide).collect()}
     assert set(bands.values()) <= {"high", "medium", "low"} and len(bands) == N
     # searchers (still in the 90-day window as of D) score at least as high as non-searchers
     rank = {"low": 0, "medium": 1, "high": 2}
     assert min(rank[bands[i]] for i in range(1, 21)) >= max(rank[bands[i]] for i in range(21, N + 1))
 
-    assert out["need_none"].scores is None and "single class" in out["need_none"].status
-    assert out["need_early"].scores is None and "too little history" in out["need_early"].status
+    assert out["need_none"].score is None and "single class" in out["need_none"].status
+    assert out["need_early"].score is None and "too little history" in out["need_early"].status
 
     metrics = models.metrics_frame(spark, D, list(out.values()))
     assert metrics.columns == ["as_of", "model", "auc", "train_rows", "test_rows", "status"]
@@ -95,8 +95,8 @@ def test_models_train_with_metrics_or_skip_gracefully(spark, warehouse):
     edu_only = catalog(spark, "need_edu")
 
     def need_edu(as_of, cat=edu_only):
-        o = models.propensity(warehouse, as_of, cat, wide, id_map)[0]
-        return o, {r["one_id"]: r["need_edu"] for r in o.scores.collect()}
+        o = models.propensity(warehouse, as_of, cat, id_map)[0]
+        return o, {r["one_id"]: r["need_edu"] for r in o.score(wide).collect()}
 
     again, again_bands = need_edu(D)
     assert (again.status, again.auc, again.train_rows, again_bands) == (edu.status, edu.auc, edu.train_rows, bands)
@@ -113,11 +113,12 @@ def test_a_fit_uses_a_sample_when_there_are_more_labelled_rows_than_max_train_ro
     build(warehouse)
     cat = catalog(spark, "need_edu_sampled")
     id_map = id_map_as_of(warehouse, D)
-    out = models.propensity(warehouse, D, cat, computed(warehouse, D, cat, id_map=id_map), id_map)[0]
+    wide = computed(warehouse, D, cat, id_map=id_map)
+    out = models.propensity(warehouse, D, cat, id_map)[0]
     assert out.status == f"trained as of {T}"
     # About 20 of the 40 labelled rows, split 70/30; every person is still scored.
     assert 0 < out.test_rows < out.train_rows and out.train_rows + out.test_rows < N
-    assert out.scores.count() == N
+    assert out.score(wide).count() == N
     with pytest.raises(ConfigError, match=r"max_train_rows \(5\) is below min_train_rows \(10\)"):
         validate(spark, catalog_from_dicts([{"code": "need_x", "name_zh": "m", "name_en": "m", "category": "need",
                                              "kind": "model", "value_type": "string", "description": "x",
@@ -181,13 +182,13 @@ def test_backfilled_history_trains_as_known_on_the_run_day(spark, warehouse):
     from kequn.tags.plan import id_map_as_of
     id_map = id_map_as_of(warehouse, D)
     wide = computed(warehouse, D, cat, id_map=id_map)
-    out = {o.code: o for o in models.propensity(warehouse, D, cat, wide, id_map)}
+    out = {o.code: o for o in models.propensity(warehouse, D, cat, id_map)}
 
     edu = out["need_edu"]
     assert edu.status == f"trained as of {T} (as known on {D})"
     assert edu.train_rows + edu.test_rows == N and edu.auc is not None and edu.auc > 0.5
     strict = out["need_edu_strict"]
-    assert strict.scores is None and f"nothing was delivered by {T}" in strict.status
+    assert strict.score is None and f"nothing was delivered by {T}" in strict.status
 
 
 def test_a_past_day_as_known_later(spark, warehouse):
@@ -247,3 +248,32 @@ def test_training_day_and_how_it_is_read(cutoff, first_batch, expected):
     # history too short for min_label_days, whatever the cutoff
     late = dt.date.fromisoformat(day(D, -3))
     assert "too little history" in models.training_day(t, D, late, late).why
+
+
+def test_a_model_scores_beside_the_other_tags_without_a_join(spark):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+
+    edu = catalog(spark, "need_edu").get("need_edu")
+    rows = [(i, i % 2 == 0, i % 7, f"other {i}", float(i)) for i in range(1, 41)]
+    # Tag codes may be any name MLlib also writes (probability, prediction): the frame's columns must stay.
+    frame = spark.createDataFrame(rows, "one_id bigint, searched_90d boolean, txn_cnt_90d int, prediction string, "
+                                        "probability double")
+    fitted = Pipeline(stages=[VectorAssembler(inputCols=["searched_90d", "txn_cnt_90d"], outputCol="features"),
+                              LogisticRegression(maxIter=5)]).fit(
+        models.feature_frame(frame, ["searched_90d", "txn_cnt_90d"]).withColumn("label", (F.col("one_id") % 2 == 0)
+                                                                                .cast("double")))
+    out = models.scored(fitted, edu, frame)
+
+    assert out.columns == frame.columns + ["need_edu"]
+    assert_df_equality(out.drop("need_edu"), frame, ignore_row_order=True)
+    # The same bands as scoring the features alone and joining them back by one_id.
+    alone = fitted.transform(models.feature_frame(frame, ["searched_90d", "txn_cnt_90d"]))
+    from pyspark.ml.functions import vector_to_array
+    joined = frame.join(alone.select("one_id", models.band(vector_to_array("probability")[1], edu.definition.model)
+                                     .alias("need_edu")), "one_id")
+    assert_df_equality(out, joined.select(*out.columns), ignore_row_order=True)
+    assert out.select("need_edu").distinct().count() > 1
+    # Row by row: the plan moves no row between partitions.
+    assert "Exchange" not in out._jdf.queryExecution().executedPlan().toString()

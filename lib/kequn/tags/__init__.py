@@ -51,17 +51,18 @@ def compute_profile(wh, as_of: str, catalog: Catalog, codes: list[str], id_map: 
 
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
     wide = wh.stage(computed(wh, as_of, catalog, id_map=id_map, workers=workers), "silver.tags_wide")
-    outcomes = models.propensity(wh, as_of, catalog, wide, id_map, workers=workers)
+    outcomes = models.propensity(wh, as_of, catalog, id_map, workers=workers)
+    # Each model tag a column beside the others, scored row by row: no join, no shuffle.
     full = wide
     for o in outcomes:
-        if o.scores is not None:
-            full = full.join(o.scores, "one_id", "left")
+        if o.score is not None:
+            full = o.score(full)
     cluster_profiles = []
     for t in catalog.of_kind("model"):
         if t.definition.model.method == "kmeans":
-            assigned, prof, why = clusters.kmeans_tag(t, wide, as_of)
+            assigned, prof, why = clusters.kmeans_tag(t, full, as_of)
             if assigned is not None:
-                full = full.join(assigned, "one_id", "left")
+                full = assigned
                 cluster_profiles.append(prof)
     prof_df = wh.stage(values.profile(full, codes, catalog, as_of), "silver.tags_profile_raw")
     return prof_df, outcomes, cluster_profiles

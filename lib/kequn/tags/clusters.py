@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from ..sampling import fraction_for, person_draw
 from .catalog import Tag
-from .models import feature_frame
+from .models import beside, feature_values
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ def fit_rows(x: DataFrame, fraction: float, seed: int) -> DataFrame:
     return x.repartition(FIT_PARTITIONS, "one_id").sortWithinPartitions("one_id")
 
 
-def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame], Optional[DataFrame], str]:
-    """(one_id, <code>) and the cluster profile, or (None, None, reason) when it cannot run."""
+def kmeans_tag(t: Tag, frame: DataFrame, as_of: str) -> tuple[Optional[DataFrame], Optional[DataFrame], str]:
+    """``frame`` (one_id and tags, among them the features) with the cluster tag ``t.code`` beside them
+    (``kequn.tags.models.beside``), and the cluster profile; or (None, None, reason) when it cannot run."""
     from pyspark.ml import Pipeline
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.feature import StandardScaler, VectorAssembler
@@ -49,9 +50,9 @@ def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame]
     m = t.definition.model
     feats = list(m.features)
     t0 = time.time()
-    raw = feature_frame(wide, feats)
-    x = raw.select("one_id", *[(F.log1p(F.greatest(F.col(f), F.lit(0.0))) if m.log_features else F.col(f)).alias(f)
-                               for f in feats])
+    inputs = [(F.log1p(F.greatest(v, F.lit(0.0))) if m.log_features else v).alias(f)
+              for f, v in feature_values(frame, feats).items()]
+    x = frame.select("one_id", *inputs)
     n = x.count()
     if n < 2 * m.k:
         why = f"{n} persons, fewer than 2*k = {2 * m.k}"
@@ -65,9 +66,10 @@ def kmeans_tag(t: Tag, wide: DataFrame, as_of: str) -> tuple[Optional[DataFrame]
     centers = model.stages[-1].clusterCenters()
     order = sorted(range(len(centers)), key=lambda i: (float(centers[i][0]), i))
     relabel = F.create_map(*[F.lit(v) for i, old in enumerate(order) for v in (old, i)])
-    assigned = model.transform(x).select("one_id", relabel[F.col("cluster")].cast(t.spark_type).alias(t.code))
-    prof = (assigned.join(raw, "one_id")
-            .groupBy(F.col(t.code).cast("int").alias("cluster_id"))
+    assigned = beside(frame, inputs, model.transform, relabel[F.col("cluster")].cast(t.spark_type).alias(t.code))
+    prof = (assigned.select(F.col(t.code).cast("int").alias("cluster_id"),
+                            *[v.alias(f) for f, v in feature_values(assigned, feats).items()])
+            .groupBy("cluster_id")
             .agg(F.count(F.lit(1)).alias("members"), *[F.avg(f).alias(f) for f in feats])
             .select(F.lit(dt.date.fromisoformat(as_of)).alias("as_of"), F.lit(t.code).alias("tag_code"), "cluster_id",
                     "members", (F.col("members") / F.lit(n)).alias("share"),

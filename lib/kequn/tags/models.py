@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -50,7 +51,7 @@ class ModelOutcome:
     train_rows: int
     test_rows: int
     status: str            # trained | skipped: <reason>
-    scores: Optional[DataFrame] = None   # one_id, <code>
+    score: Optional[Callable[[DataFrame], DataFrame]] = None   # a frame of the tags -> the same and <code>
 
 
 def training_split(data: DataFrame, fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
@@ -65,10 +66,29 @@ def training_split(data: DataFrame, fraction: float, seed: int) -> tuple[DataFra
     return data.where((draw >= cut) & (draw < F.lit(fraction))), data.where(draw < cut)
 
 
+def feature_values(df: DataFrame, features: list[str]) -> dict:
+    """Feature -> its value in ``df`` as a double, null as 0 (booleans 1/0)."""
+    types = dict(df.dtypes)
+    return {f: F.coalesce(F.col(f).cast("int").cast("double") if types[f] == "boolean" else F.col(f).cast("double"),
+                          F.lit(0.0)) for f in features}
+
+
 def feature_frame(df: DataFrame, features: list[str]) -> DataFrame:
     """one_id + the features as doubles, nulls as 0 (booleans 1/0)."""
-    return df.select("one_id", *[F.coalesce(F.col(f).cast("int").cast("double") if dict(df.dtypes)[f] == "boolean"
-                                            else F.col(f).cast("double"), F.lit(0.0)).alias(f) for f in features])
+    return df.select("one_id", *[v.alias(f) for f, v in feature_values(df, features).items()])
+
+
+def beside(frame: DataFrame, inputs: list, transform: Callable[[DataFrame], DataFrame], result) -> DataFrame:
+    """``frame`` and one more column, ``result``, read from a fitted MLlib ``transform`` of ``inputs`` (columns
+    computed from the frame's row).
+
+    MLlib scores row by row, so the frame's rows ride through it in a struct: no join brings the score back,
+    and no column MLlib adds (raw, features, probability, prediction) meets one of the frame's. Joined back
+    by one_id, each model tag shuffled the 70-odd columns of the profile once (BENCHMARKS.md, "Scores beside
+    the profile"). Tag codes start with a letter, so none is ``_row``.
+    """
+    row = F.struct(*[F.col(f"`{c}`") for c in frame.columns]).alias("_row")
+    return transform(frame.select(row, *inputs)).select("_row.*", result)
 
 
 def first_dates(wh, source: str, as_of: str) -> tuple[Optional[dt.date], Optional[dt.date]]:
@@ -144,11 +164,13 @@ def stored_fit(wh, t: Tag, key: str, as_of: str, published: list) -> Optional[tu
     return None
 
 
-def _scores(model, t: Tag, wide: DataFrame) -> DataFrame:
+def scored(model, t: Tag, frame: DataFrame) -> DataFrame:
+    """``frame`` (one_id and tags, among them the model's features) and the model tag's band, ``t.code``."""
     from pyspark.ml.functions import vector_to_array
     m = t.definition.model
-    scored = model.transform(feature_frame(wide, list(m.features)))
-    return scored.select("one_id", band(vector_to_array(F.col("probability"))[1], m).alias(t.code))
+    inputs = [v.alias(f) for f, v in feature_values(frame, list(m.features)).items()]
+    return beside(frame, inputs, model.transform,
+                  band(vector_to_array(F.col("probability"))[1], m).alias(t.code))
 
 
 def _pipeline(t: Tag):
@@ -168,10 +190,11 @@ def band(score, m) -> "F.Column":
             .when(score >= m.high, "high").when(score >= m.medium, "medium").otherwise("low"))
 
 
-def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFrame,
+def propensity(wh, as_of: str, catalog: Catalog, id_map: DataFrame,
                train_cache: Optional[dict] = None, workers: int = 1) -> list[ModelOutcome]:
-    """Train (or reuse a recent fit of) and score every logistic/gbt model tag; never raises for data reasons.
-    ``workers``: the training day's source passes computed at once (``kequn.tags.plan.computed``)."""
+    """Train (or reuse a recent fit of) every logistic/gbt model tag, each outcome with its scoring (``score``);
+    never raises for data reasons. ``workers``: the training day's source passes computed at once
+    (``kequn.tags.plan.computed``)."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
 
     outcomes = []
@@ -197,7 +220,7 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
                 status = row["status"] if day == as_of else f"reused the fit of {day}: {row['status']}"
                 log.info("tags: model %s %s, %.1f s", t.code, status, time.time() - t0)
                 outcomes.append(ModelOutcome(t.code, row["auc"], row["train_rows"], row["test_rows"], status,
-                                             _scores(model, t, wide)))
+                                             functools.partial(scored, model, t)))
                 continue
             if m.label_source not in firsts:
                 firsts[m.label_source] = first_dates(wh, m.label_source, as_of)
@@ -244,12 +267,12 @@ def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFr
             except Exception as e:  # the scores stand; the next run fits again
                 log.warning("tags: model %s: fit not kept for reuse (%s: %s)", t.code, type(e).__name__,
                             str(e)[:200])
-            scores = _scores(model, t, wide)
             log.info("tags: model %s %s: %d train / %d test rows%s, %d positives, AUC %s, %.1f s (labelled "
                      "rows staged at %.1f s, fitted at %.1f s)", t.code, tr.status, train_rows, test_rows,
                      f" (sampled from {n})" if fraction < 1 else "", pos, "n/a" if auc is None else f"{auc:.3f}",
                      time.time() - t0, t_data, t_fit)
-            outcomes.append(ModelOutcome(t.code, auc, train_rows, int(test_rows), tr.status, scores))
+            outcomes.append(ModelOutcome(t.code, auc, train_rows, int(test_rows), tr.status,
+                                         functools.partial(scored, model, t)))
         except Exception as e:  # a model must never crash the stage
             log.exception("tags: model %s failed as of %s; tag left null", t.code, as_of)
             outcomes.append(ModelOutcome(t.code, None, 0, 0, f"skipped: error {type(e).__name__}: {str(e)[:200]}"))
