@@ -71,7 +71,7 @@ def test_models_train_with_metrics_or_skip_gracefully(spark, warehouse):
     from kequn.tags.plan import id_map_as_of
     id_map = id_map_as_of(warehouse, D)
     wide = computed(warehouse, D, cat, id_map=id_map)
-    out = {o.code: o for o in models.propensity(warehouse, D, cat, id_map)}
+    out = {o.code: o for o in models.propensity(warehouse, D, cat, wide, id_map)}
 
     edu = out["need_edu"]
     assert edu.status == f"trained as of {T}"
@@ -95,7 +95,7 @@ def test_models_train_with_metrics_or_skip_gracefully(spark, warehouse):
     edu_only = catalog(spark, "need_edu")
 
     def need_edu(as_of, cat=edu_only):
-        o = models.propensity(warehouse, as_of, cat, id_map)[0]
+        o = models.propensity(warehouse, as_of, cat, wide, id_map)[0]
         return o, {r["one_id"]: r["need_edu"] for r in o.score(wide).collect()}
 
     again, again_bands = need_edu(D)
@@ -114,7 +114,7 @@ def test_a_fit_uses_a_sample_when_there_are_more_labelled_rows_than_max_train_ro
     cat = catalog(spark, "need_edu_sampled")
     id_map = id_map_as_of(warehouse, D)
     wide = computed(warehouse, D, cat, id_map=id_map)
-    out = models.propensity(warehouse, D, cat, id_map)[0]
+    out = models.propensity(warehouse, D, cat, wide, id_map)[0]
     assert out.status == f"trained as of {T}"
     # About 20 of the 40 labelled rows, split 70/30; every person is still scored.
     assert 0 < out.test_rows < out.train_rows and out.train_rows + out.test_rows < N
@@ -182,7 +182,7 @@ def test_backfilled_history_trains_as_known_on_the_run_day(spark, warehouse):
     from kequn.tags.plan import id_map_as_of
     id_map = id_map_as_of(warehouse, D)
     wide = computed(warehouse, D, cat, id_map=id_map)
-    out = {o.code: o for o in models.propensity(warehouse, D, cat, id_map)}
+    out = {o.code: o for o in models.propensity(warehouse, D, cat, wide, id_map)}
 
     edu = out["need_edu"]
     assert edu.status == f"trained as of {T} (as known on {D})"

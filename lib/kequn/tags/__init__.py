@@ -51,7 +51,7 @@ def compute_profile(wh, as_of: str, catalog: Catalog, codes: list[str], id_map: 
 
     id_map = id_map if id_map is not None else id_map_as_of(wh, as_of)
     wide = wh.stage(computed(wh, as_of, catalog, id_map=id_map, workers=workers), "silver.tags_wide")
-    outcomes = models.propensity(wh, as_of, catalog, id_map, workers=workers)
+    outcomes = models.propensity(wh, as_of, catalog, wide, id_map, workers=workers)
     # Each model tag a column beside the others, scored row by row: no join, no shuffle.
     full = wide
     for o in outcomes:

@@ -173,6 +173,14 @@ def scored(model, t: Tag, frame: DataFrame) -> DataFrame:
                   band(vector_to_array(F.col("probability"))[1], m).alias(t.code))
 
 
+def scoring(model, t: Tag, wide: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """:func:`scored` with the fit and the tag bound, its plan analysed on ``wide`` (no Spark job) so that a fit
+    that cannot score the day's tags fails here, inside the model's guard, not later in the stage."""
+    score = functools.partial(scored, model, t)
+    score(wide).schema
+    return score
+
+
 def _pipeline(t: Tag):
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import GBTClassifier, LogisticRegression
@@ -190,11 +198,11 @@ def band(score, m) -> "F.Column":
             .when(score >= m.high, "high").when(score >= m.medium, "medium").otherwise("low"))
 
 
-def propensity(wh, as_of: str, catalog: Catalog, id_map: DataFrame,
+def propensity(wh, as_of: str, catalog: Catalog, wide: DataFrame, id_map: DataFrame,
                train_cache: Optional[dict] = None, workers: int = 1) -> list[ModelOutcome]:
-    """Train (or reuse a recent fit of) every logistic/gbt model tag, each outcome with its scoring (``score``);
-    never raises for data reasons. ``workers``: the training day's source passes computed at once
-    (``kequn.tags.plan.computed``)."""
+    """Train (or reuse a recent fit of) every logistic/gbt model tag, each outcome with its scoring (``score``,
+    checked against ``wide``, the day's tags); never raises for data reasons. ``workers``: the training day's
+    source passes computed at once (``kequn.tags.plan.computed``)."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
 
     outcomes = []
@@ -220,7 +228,7 @@ def propensity(wh, as_of: str, catalog: Catalog, id_map: DataFrame,
                 status = row["status"] if day == as_of else f"reused the fit of {day}: {row['status']}"
                 log.info("tags: model %s %s, %.1f s", t.code, status, time.time() - t0)
                 outcomes.append(ModelOutcome(t.code, row["auc"], row["train_rows"], row["test_rows"], status,
-                                             functools.partial(scored, model, t)))
+                                             scoring(model, t, wide)))
                 continue
             if m.label_source not in firsts:
                 firsts[m.label_source] = first_dates(wh, m.label_source, as_of)
@@ -272,7 +280,7 @@ def propensity(wh, as_of: str, catalog: Catalog, id_map: DataFrame,
                      f" (sampled from {n})" if fraction < 1 else "", pos, "n/a" if auc is None else f"{auc:.3f}",
                      time.time() - t0, t_data, t_fit)
             outcomes.append(ModelOutcome(t.code, auc, train_rows, int(test_rows), tr.status,
-                                         functools.partial(scored, model, t)))
+                                         scoring(model, t, wide)))
         except Exception as e:  # a model must never crash the stage
             log.exception("tags: model %s failed as of %s; tag left null", t.code, as_of)
             outcomes.append(ModelOutcome(t.code, None, 0, 0, f"skipped: error {type(e).__name__}: {str(e)[:200]}"))
