@@ -254,23 +254,23 @@ def test_a_model_scores_beside_the_other_tags_without_a_join(spark):
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.functions import vector_to_array
 
     edu = catalog(spark, "need_edu").get("need_edu")
     rows = [(i, i % 2 == 0, i % 7, f"other {i}", float(i)) for i in range(1, 41)]
     # Tag codes may be any name MLlib also writes (probability, prediction): the frame's columns must stay.
     frame = spark.createDataFrame(rows, "one_id bigint, searched_90d boolean, txn_cnt_90d int, prediction string, "
                                         "probability double")
+    features = models.feature_frame(frame, ["searched_90d", "txn_cnt_90d"])
     fitted = Pipeline(stages=[VectorAssembler(inputCols=["searched_90d", "txn_cnt_90d"], outputCol="features"),
                               LogisticRegression(maxIter=5)]).fit(
-        models.feature_frame(frame, ["searched_90d", "txn_cnt_90d"]).withColumn("label", (F.col("one_id") % 2 == 0)
-                                                                                .cast("double")))
+        features.withColumn("label", (F.col("one_id") % 2 == 0).cast("double")))
     out = models.scored(fitted, edu, frame)
 
     assert out.columns == frame.columns + ["need_edu"]
     assert_df_equality(out.drop("need_edu"), frame, ignore_row_order=True)
     # The same bands as scoring the features alone and joining them back by one_id.
-    alone = fitted.transform(models.feature_frame(frame, ["searched_90d", "txn_cnt_90d"]))
-    from pyspark.ml.functions import vector_to_array
+    alone = fitted.transform(features)
     joined = frame.join(alone.select("one_id", models.band(vector_to_array("probability")[1], edu.definition.model)
                                      .alias("need_edu")), "one_id")
     assert_df_equality(out, joined.select(*out.columns), ignore_row_order=True)

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from ..sampling import fraction_for, person_draw
 from .catalog import Tag
-from .models import beside, feature_values
+from .models import beside, feature_columns, feature_values
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def kmeans_tag(t: Tag, frame: DataFrame, as_of: str) -> tuple[Optional[DataFrame
     order = sorted(range(len(centers)), key=lambda i: (float(centers[i][0]), i))
     relabel = F.create_map(*[F.lit(v) for i, old in enumerate(order) for v in (old, i)])
     assigned = beside(frame, inputs, model.transform, relabel[F.col("cluster")].cast(t.spark_type).alias(t.code))
-    prof = (assigned.select(F.col(t.code).cast("int").alias("cluster_id"),
-                            *[v.alias(f) for f, v in feature_values(assigned, feats).items()])
+    prof = (assigned.select(F.col(t.code).cast("int").alias("cluster_id"), *feature_columns(assigned, feats))
             .groupBy("cluster_id")
             .agg(F.count(F.lit(1)).alias("members"), *[F.avg(f).alias(f) for f in feats])
             .select(F.lit(dt.date.fromisoformat(as_of)).alias("as_of"), F.lit(t.code).alias("tag_code"), "cluster_id",

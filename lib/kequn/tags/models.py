@@ -73,9 +73,14 @@ def feature_values(df: DataFrame, features: list[str]) -> dict:
                           F.lit(0.0)) for f in features}
 
 
+def feature_columns(df: DataFrame, features: list[str]) -> list:
+    """The features of ``df`` as doubles under their own names (:func:`feature_values`)."""
+    return [v.alias(f) for f, v in feature_values(df, features).items()]
+
+
 def feature_frame(df: DataFrame, features: list[str]) -> DataFrame:
     """one_id + the features as doubles, nulls as 0 (booleans 1/0)."""
-    return df.select("one_id", *[v.alias(f) for f, v in feature_values(df, features).items()])
+    return df.select("one_id", *feature_columns(df, features))
 
 
 def beside(frame: DataFrame, inputs: list, transform: Callable[[DataFrame], DataFrame], result) -> DataFrame:
@@ -168,8 +173,7 @@ def scored(model, t: Tag, frame: DataFrame) -> DataFrame:
     """``frame`` (one_id and tags, among them the model's features) and the model tag's band, ``t.code``."""
     from pyspark.ml.functions import vector_to_array
     m = t.definition.model
-    inputs = [v.alias(f) for f, v in feature_values(frame, list(m.features)).items()]
-    return beside(frame, inputs, model.transform,
+    return beside(frame, feature_columns(frame, list(m.features)), model.transform,
                   band(vector_to_array(F.col("probability"))[1], m).alias(t.code))
 
 
