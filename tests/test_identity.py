@@ -1,16 +1,17 @@
 """Identity stage: edges, shared-point guard, stable one_ids over days, explanations."""
 import dataclasses
 import datetime as dt
+import re
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from kequn.config import IdentityConfig, PipelineConfig
-from kequn.identity import explain, one_id_map_as_of, run
+from kequn.identity import explain, one_id_map_as_of, run, with_one_id
 from kequn.identity.components import components
 from kequn.identity.edges import (all_listed_identifiers, contracted_edges, graph_vertices, identifiers_in,
-                                  listed_identifiers, master_frames)
+                                  listed_identifiers, master_frames, record_vertex)
 from kequn.identity.numbering import numbered
 from kequn.identity.guard import blocklisted, degrees, linking_identifiers, over_limit
 from kequn.identity.stable import one_id_decisions, one_id_map
@@ -159,6 +160,25 @@ def test_numbered_is_row_number_over_the_whole_frame(spark):
     expected = df.withColumn("_n", F.row_number().over(Window.orderBy(*order)).cast("long"))
     for partitions in (1, 4, 7):
         assert_df_equality(numbered(df, order, partitions=partitions), expected, ignore_row_order=True)
+
+
+def test_rows_get_the_one_id_of_their_record_joined_on_its_hash_and_colliding_records_stay_apart(spark):
+    id_map = spark.createDataFrame([("core_customer", "C1", 1), ("card_account", "C1", 2), ("app_user", "A1", 3)],
+                                   "source string, source_key string, one_id bigint")
+    facts = spark.createDataFrame([("core", "C1", 10), ("card", "C1", 20), ("app", "A1", 30), ("core", "C9", 40),
+                                   ("core", None, 50), (None, "C1", 60)], "src string, key string, amount int")
+    src = F.when(F.col("src") == "core", "core_customer").when(F.col("src") == "card", "card_account") \
+        .when(F.col("src") == "app", "app_user")
+    expected = spark.createDataFrame([(10, 1), (20, 2), (30, 3)], "amount int, one_id bigint")
+    # Hashed as records are, then with one hash for every record: each row still finds its own record only.
+    for hashed in (record_vertex, lambda source, key: F.lit(7).cast("bigint")):
+        got = with_one_id(facts, id_map, src, F.col("key"), hashed)
+        assert got.columns == ["src", "key", "amount", "one_id"]
+        assert_df_equality(got.select("amount", "one_id"), expected, ignore_row_order=True, ignore_nullable=True)
+    # The broadcast map is probed by the one long hash; the strings are compared beside the keys.
+    plan = with_one_id(facts, F.broadcast(id_map), src, F.col("key"))._jdf.queryExecution().executedPlan().toString()
+    join = next(line for line in plan.splitlines() if "BroadcastHashJoin" in line)
+    assert re.search(r"BroadcastHashJoin \[_dh#\d+L\], \[_mh#\d+L\], Inner, BuildRight, coalesce", join), join
 
 
 def test_one_ids_keep_merge_split_new(spark):

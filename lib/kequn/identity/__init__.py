@@ -25,11 +25,12 @@ from pyspark.sql import functions as F
 
 from .components import components
 from .edges import all_listed_identifiers, contracted_edges, graph_vertices, identifiers_in, master_frames, records_of
-from .explain import EDGES, HISTORY, create_explain_view, explain, history_day, one_id_map_as_of, small_map
+from .explain import (EDGES, HISTORY, create_explain_view, explain, history_day, one_id_map_as_of, small_map,
+                      with_one_id)
 from .guard import blocklisted, degrees, linking_identifiers, over_limit
 from .stable import HISTORY_DDL, event_counts, lineage, one_id_decisions, one_id_map
 
-__all__ = ["run", "one_id_map_as_of", "small_map", "explain", "components", "previous_map"]
+__all__ = ["run", "one_id_map_as_of", "small_map", "with_one_id", "explain", "components", "previous_map"]
 
 log = logging.getLogger(__name__)
 

@@ -72,14 +72,16 @@ def all_listed_identifiers(masters: Mapping[str, DataFrame]) -> DataFrame:
 
 # ----------------------------------------------------------------------------------- vertex ids
 
-def record_vertex() -> Column:
-    """A record's vertex id, from the ``source`` and ``source_key`` columns of the row naming it.
+def record_vertex(source: Optional[Column] = None, source_key: Optional[Column] = None) -> Column:
+    """A record's vertex id, from the ``source`` and ``source_key`` columns of the row naming it (or the
+    columns given).
 
     Spark's xxhash64: the same id for a record every day and in every job, without an id table (an
     append-only dictionary of records and identifiers was joined with every key of the day: at
     5,000,000 persons 143 s of the first run's identity stage and 73 s of the daily one).
     """
-    return F.xxhash64(F.col("source"), F.col("source_key"))
+    return F.xxhash64(F.col("source") if source is None else source,
+                      F.col("source_key") if source_key is None else source_key)
 
 
 def shared_vertices(record_ids: DataFrame) -> int:

@@ -7,10 +7,12 @@ when they hold the same (id_type, id_token); a one_id's records are connected th
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from .edges import record_vertex
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,24 @@ def small_map(id_map: DataFrame, limit: Optional[int] = None) -> DataFrame:
     log.info("identity: the day's map holds %d records; %s", n,
              "broadcast to its readers" if n <= limit else f"above {limit}, joined by shuffle")
     return F.broadcast(id_map) if n <= limit else id_map
+
+
+def with_one_id(df: DataFrame, id_map: DataFrame, source: Column, source_key: Column,
+                hashed: Callable[[Column, Column], Column] = record_vertex) -> DataFrame:
+    """The rows of ``df`` whose record (``source``, ``source_key``: column expressions over ``df``) is in
+    ``id_map``, each with the record's ``one_id``; the other rows are left out.
+
+    Joined on the record's 64-bit hash (``hashed``), the two strings compared on each match: a broadcast
+    map is then probed by a long, not hashed and compared as two strings. At 1,000,000 persons 10M
+    transactions were joined in 4.6-4.7 s against 6.0-7.6 s (warm, 2026-12-07). The comparison sits in
+    ``coalesce`` so that Spark keeps it out of the join keys; records whose hashes collide stay apart.
+    """
+    m = id_map.select(hashed(F.col("source"), F.col("source_key")).alias("_mh"), F.col("source").alias("_ms"),
+                      F.col("source_key").alias("_mk"), "one_id")
+    d = df.withColumns({"_ds": source.cast("string"), "_dk": source_key.cast("string")})
+    d = d.withColumn("_dh", hashed(F.col("_ds"), F.col("_dk")))
+    same = F.coalesce((F.col("_ds") == F.col("_ms")) & (F.col("_dk") == F.col("_mk")), F.lit(False))
+    return d.join(m, (F.col("_dh") == F.col("_mh")) & same).drop("_ds", "_dk", "_dh", "_mh", "_ms", "_mk")
 
 
 def linked_pairs(edges: DataFrame, members: DataFrame) -> DataFrame:

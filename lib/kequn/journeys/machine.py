@@ -17,6 +17,7 @@ from typing import Mapping
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from ..identity import with_one_id
 from .definitions import CHANNELS, Journey
 
 STATE_SCHEMA = ("as_of date, journey_code string, one_id bigint, step int, status string, "
@@ -51,7 +52,7 @@ def first_opens(touches: DataFrame, id_map: DataFrame, journey_codes: list[str],
     """(journey_code, one_id, opened_on, open_channel): the earliest open of each person in each journey."""
     t = touches.where(F.col("campaign_id").isin(journey_codes) & F.col("opened_time").isNotNull() &
                       (F.to_date("opened_time") <= F.lit(as_of).cast("date")))
-    t = t.join(id_map, (t["target_source"] == id_map["source"]) & (t["target_key"] == id_map["source_key"]))
+    t = with_one_id(t, id_map, F.col("target_source"), F.col("target_key"))
     order = F.create_map(*[x for i, c in enumerate(CHANNELS) for x in (F.lit(c), F.lit(i))])
     w = Window.partitionBy("campaign_id", "one_id").orderBy(F.col("opened_time"), order[F.col("channel")])
     return (t.withColumn("_rn", F.row_number().over(w)).where("_rn = 1")

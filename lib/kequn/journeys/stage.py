@@ -8,6 +8,7 @@ from typing import Optional
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ..identity import with_one_id
 from ..segments import membership as SM
 from ..segments.definitions import load_definitions
 from ..segments.persons import (channel_availability, current_ids, facts, one_id_map, reachable_records,
@@ -40,8 +41,7 @@ def goal_days(wh, as_of: str, goal: Goal, id_map: DataFrame) -> DataFrame:
     m = F.create_map(*[x for k, v in mapping.items() for x in (F.lit(k), F.lit(v))])
     g = df.where(F.expr(goal.where)).select(m[F.col(src_col)].alias("_src"), F.col(key_col).alias("_key"),
                                             F.to_date(time_col).alias("goal_on"))
-    return (g.join(id_map, (g["_src"] == id_map["source"]) & (g["_key"] == id_map["source_key"]))
-            .select("one_id", "goal_on").distinct())
+    return with_one_id(g, id_map, F.col("_src"), F.col("_key")).select("one_id", "goal_on").distinct()
 
 
 def previous_entries(wh, as_of: str) -> tuple[Optional[str], DataFrame]:

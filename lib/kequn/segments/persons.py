@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from .. import bronze
+from ..identity import with_one_id
 from ..landing import MASTER_SOURCES
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,7 @@ def revoked_persons(consent: DataFrame | None, id_map: DataFrame) -> DataFrame:
     spark = id_map.sparkSession
     if consent is None:
         return spark.createDataFrame([], "one_id bigint, revoked_on date")
-    c = (consent.where(F.col("purpose") == "marketing")
-         .join(id_map, (consent["source"] == id_map["source"]) & (consent["source_key"] == id_map["source_key"]))
+    c = (with_one_id(consent.where(F.col("purpose") == "marketing"), id_map, F.col("source"), F.col("source_key"))
          .select("one_id", "granted", "event_time",
                  F.greatest(F.col("_batch_dt"), F.to_date("event_time")).alias("seen_on")))
     w = Window.partitionBy("one_id").orderBy(F.col("event_time").desc(), F.col("granted").asc(),

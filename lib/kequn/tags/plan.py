@@ -37,6 +37,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from .. import bronze
+from ..identity import with_one_id
 from ..session import concurrently
 from .catalog import Catalog, Definition, Tag
 
@@ -81,12 +82,6 @@ def _empty(spark, source: str) -> DataFrame:
     return spark.createDataFrame([], SOURCE_SCHEMAS[source])
 
 
-def _mapped(facts: DataFrame, id_map: DataFrame, map_source, map_key) -> DataFrame:
-    m = id_map.select(F.col("source").alias("_ms"), F.col("source_key").alias("_mk"), "one_id")
-    return (facts.withColumn("_ms", map_source).withColumn("_mk", map_key)
-            .join(m, ["_ms", "_mk"], "inner").drop("_ms", "_mk"))
-
-
 def _conform(df: DataFrame, source: str, as_of: str) -> DataFrame:
     """Exactly the columns and types of SOURCE_SCHEMAS[source]."""
     from .catalog import schema_fields
@@ -111,27 +106,27 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Option
         return _empty(spark, source)
     facts = bronze.facts_as_of(wh, source, as_of, known_by, since=window_start(tags, as_of))
     if source == "transaction":
-        out = _mapped(facts, id_map, F.when(F.col("source") == "core", "core_customer")
+        out = with_one_id(facts, id_map, F.when(F.col("source") == "core", "core_customer")
                       .when(F.col("source") == "card", "card_account"), F.col("source_key"))
         out = out.withColumn("event_date", F.to_date("txn_time"))
     elif source == "event":
-        out = _mapped(facts, id_map, F.when(F.col("source").isin("app", "web"), "app_user")
+        out = with_one_id(facts, id_map, F.when(F.col("source").isin("app", "web"), "app_user")
                       .when(F.col("source").isin("official_account", "mini_program"), "wechat_user"), F.col("user_key"))
         out = out.withColumn("event_date", F.to_date("event_time"))
     elif source == "holding":
         if tags and snapshot_bound(spark, tags):
             facts = facts.where(F.col("snapshot_date").isin(snapshot_dates(facts, as_of)))
-        out = _mapped(facts, id_map, F.lit("core_customer"), F.col("source_key"))
+        out = with_one_id(facts, id_map, F.lit("core_customer"), F.col("source_key"))
         w = Window.partitionBy("one_id")
         out = (out.withColumn("event_date", F.col("snapshot_date"))
                .withColumn("latest_snapshot_date", F.max("snapshot_date").over(w))
                .withColumn("snapshot_date_30d_ago",
                            F.max(F.when(F.col("snapshot_date") <= F.date_sub(d, 30), F.col("snapshot_date"))).over(w)))
     elif source == "touch":
-        out = _mapped(facts, id_map, F.col("target_source"), F.col("target_key"))
+        out = with_one_id(facts, id_map, F.col("target_source"), F.col("target_key"))
         out = out.withColumn("event_date", F.to_date("sent_time"))
     elif source == "consent":
-        out = _mapped(facts, id_map, F.col("source"), F.col("source_key"))
+        out = with_one_id(facts, id_map, F.col("source"), F.col("source_key"))
         out = out.withColumn("event_date", F.to_date("event_time"))
     else:
         raise ValueError(f"unknown tag source {source!r}")
