@@ -175,10 +175,15 @@ def test_rows_get_the_one_id_of_their_record_joined_on_its_hash_and_colliding_re
         got = with_one_id(facts, id_map, src, F.col("key"), hashed)
         assert got.columns == ["src", "key", "amount", "one_id"]
         assert_df_equality(got.select("amount", "one_id"), expected, ignore_row_order=True, ignore_nullable=True)
+    # Rows that all name one source: that source's records only (C1 is also a card_account key).
+    core = with_one_id(facts.where("src = 'card'"), id_map, "core_customer", F.col("key"))
+    assert [(r.amount, r.one_id) for r in core.collect()] == [(20, 1)]
     # The broadcast map is probed by the one long hash; the strings are compared beside the keys.
-    plan = with_one_id(facts, F.broadcast(id_map), src, F.col("key"))._jdf.queryExecution().executedPlan().toString()
-    join = next(line for line in plan.splitlines() if "BroadcastHashJoin" in line)
-    assert re.search(r"BroadcastHashJoin \[_dh#\d+L\], \[_mh#\d+L\], Inner, BuildRight, coalesce", join), join
+    for joined in (with_one_id(facts, F.broadcast(id_map), src, F.col("key")),
+                   with_one_id(facts, F.broadcast(id_map), "core_customer", F.col("key"))):
+        plan = joined._jdf.queryExecution().executedPlan().toString()
+        join = next(line for line in plan.splitlines() if "BroadcastHashJoin" in line)
+        assert re.search(r"BroadcastHashJoin \[_dh#\d+L\], \[_mh#\d+L\], Inner, BuildRight, coalesce", join), join
 
 
 def test_one_ids_keep_merge_split_new(spark):

@@ -69,16 +69,22 @@ def small_map(id_map: DataFrame, limit: Optional[int] = None) -> DataFrame:
     return F.broadcast(id_map) if n <= limit else id_map
 
 
-def with_one_id(df: DataFrame, id_map: DataFrame, source: Column, source_key: Column,
+def with_one_id(df: DataFrame, id_map: DataFrame, source: Column | str, source_key: Column,
                 hashed: Callable[[Column, Column], Column] = record_vertex) -> DataFrame:
     """The rows of ``df`` whose record (``source``, ``source_key``: column expressions over ``df``) is in
-    ``id_map``, each with the record's ``one_id``; the other rows are left out.
+    ``id_map``, each with the record's ``one_id``; the other rows are left out. ``source`` a string: every
+    row names a record of that source.
 
     Joined on the record's 64-bit hash (``hashed``), the two strings compared on each match: a broadcast
     map is then probed by a long, not hashed and compared as two strings. At 1,000,000 persons 10M
     transactions were joined in 4.6-4.7 s against 6.0-7.6 s (warm, 2026-12-07). The comparison sits in
     ``coalesce`` so that Spark keeps it out of the join keys; records whose hashes collide stay apart.
+    Hidden there, it no longer tells Spark that rows of one source need only that source's records: the
+    map is cut to them here (the holdings' pass, 15M rows, took 9.3-9.5 s with the whole map, 7.9-8.5 s
+    with the cut one).
     """
+    if isinstance(source, str):
+        id_map, source = id_map.where(F.col("source") == source), F.lit(source)
     m = id_map.select(hashed(F.col("source"), F.col("source_key")).alias("_mh"), F.col("source").alias("_ms"),
                       F.col("source_key").alias("_mk"), "one_id")
     d = df.withColumns({"_ds": source.cast("string"), "_dk": source_key.cast("string")})

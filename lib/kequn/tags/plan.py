@@ -116,7 +116,7 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Option
     elif source == "holding":
         if tags and snapshot_bound(spark, tags):
             facts = facts.where(F.col("snapshot_date").isin(snapshot_dates(facts, as_of)))
-        out = with_one_id(facts, id_map, F.lit("core_customer"), F.col("source_key"))
+        out = with_one_id(facts, id_map, "core_customer", F.col("source_key"))
         w = Window.partitionBy("one_id")
         out = (out.withColumn("event_date", F.col("snapshot_date"))
                .withColumn("latest_snapshot_date", F.max("snapshot_date").over(w))
