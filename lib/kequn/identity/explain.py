@@ -80,8 +80,8 @@ def with_one_id(df: DataFrame, id_map: DataFrame, source: Column | str, source_k
     transactions were joined in 4.6-4.7 s against 6.0-7.6 s (warm, 2026-12-07). The comparison sits in
     ``coalesce`` so that Spark keeps it out of the join keys; records whose hashes collide stay apart.
     Hidden there, it no longer tells Spark that rows of one source need only that source's records: the
-    map is cut to them here (the holdings' pass, 15M rows, took 9.3-9.5 s with the whole map, 7.9-8.5 s
-    with the cut one).
+    map is cut to them here (in one session the holdings' pass, 6M rows, took 9.3-9.5 s with the whole
+    map and 7.9-8.5 s with the cut one).
     """
     if isinstance(source, str):
         id_map, source = id_map.where(F.col("source") == source), F.lit(source)

@@ -107,11 +107,12 @@ def source_view(wh, source: str, as_of: str, id_map: DataFrame, known_by: Option
     facts = bronze.facts_as_of(wh, source, as_of, known_by, since=window_start(tags, as_of))
     if source == "transaction":
         out = with_one_id(facts, id_map, F.when(F.col("source") == "core", "core_customer")
-                      .when(F.col("source") == "card", "card_account"), F.col("source_key"))
+                          .when(F.col("source") == "card", "card_account"), F.col("source_key"))
         out = out.withColumn("event_date", F.to_date("txn_time"))
     elif source == "event":
         out = with_one_id(facts, id_map, F.when(F.col("source").isin("app", "web"), "app_user")
-                      .when(F.col("source").isin("official_account", "mini_program"), "wechat_user"), F.col("user_key"))
+                          .when(F.col("source").isin("official_account", "mini_program"), "wechat_user"),
+                          F.col("user_key"))
         out = out.withColumn("event_date", F.to_date("event_time"))
     elif source == "holding":
         if tags and snapshot_bound(spark, tags):
