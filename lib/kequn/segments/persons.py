@@ -109,8 +109,7 @@ def reachable_records(wh, as_of: str, id_map: DataFrame) -> DataFrame:
     recs = parts[0]
     for p in parts[1:]:
         recs = recs.unionByName(p)
-    on = (recs["target_source"] == id_map["source"]) & (recs["target_key"] == id_map["source_key"])
-    return (recs.join(id_map, on)
+    return (with_one_id(recs, id_map, F.col("target_source"), F.col("target_key"))
             .select("one_id", "channel", "target_source", "target_key", "mobile_token"))
 
 

@@ -206,8 +206,7 @@ def person_records(wh, as_of: str, id_map: DataFrame, known_by: Optional[str] = 
     allrec = parts[0]
     for p in parts[1:]:
         allrec = allrec.unionByName(p)
-    m = id_map.select(F.col("source").alias("record_source"), "source_key", "one_id")
-    return allrec.join(m, ["record_source", "source_key"], "inner")
+    return with_one_id(allrec, id_map, F.col("record_source"), F.col("source_key"))
 
 
 # --------------------------------------------------------------------------- one pass per source
