@@ -102,6 +102,38 @@ def test_wide_form_reads_back_the_long_form_of_a_profile(spark):
     assert wide_form(long, {"tier": "string", "n": "int"}).columns == ["one_id", "tier", "n"]
 
 
+def test_the_long_form_of_many_tags_holds_each_value_as_text_and_its_rows_are_made_by_compiled_code(spark):
+    from chispa import assert_df_equality
+
+    from kequn.tags.values import long_form
+
+    # More tags than the 50 rows stack() is compiled for: 60, of four types, in the catalog's order.
+    codes = [f"t{i:02d}" for i in range(60)]
+    kinds = ["bigint", "decimal(18,2)", "boolean", "string"]
+    types = {c: kinds[i % 4] for i, c in enumerate(codes)}
+    values = {"bigint": lambda p, i: p * 100 + i, "decimal(18,2)": lambda p, i: Decimal(f"{p}.{i:02d}"),
+              "boolean": lambda p, i: (p + i) % 2 == 0, "string": lambda p, i: f"v{p}-{i}"}
+    rows = [(p, dt.date(2026, 3, 1), *[None if (p == 2 and i % 3 == 0) else values[types[c]](p, i)
+                                       for i, c in enumerate(codes)]) for p in (1, 2)]
+    profile = spark.createDataFrame(rows, "one_id bigint, as_of date, " + ", ".join(f"{c} {t}" for c, t in types.items()))
+    text = {"bigint": str, "decimal(18,2)": str, "boolean": lambda v: str(v).lower(), "string": str}
+    expected = spark.createDataFrame(
+        [(dt.date(2026, 3, 1), p, c, None if v is None else text[types[c]](v))
+         for p, _, *vals in rows for c, v in zip(codes, vals)],
+        "as_of date, one_id bigint, tag_code string, tag_value string")
+    got = long_form(profile, codes)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    # A person's rows in the catalog's order, and every other column as given (keys named by the caller).
+    assert [r.tag_code for r in got.where("one_id = 1").collect()] == codes
+    assert long_form(profile, codes[:2], keys=("one_id",)).columns == ["one_id", "tag_code", "tag_value"]
+    # The generator that makes the rows can be compiled (whole-stage code generation, off in this suite's
+    # session): stack() cannot beyond 50 rows, and evaluated row by row it took twice as long (values.long_form).
+    node = got._jdf.queryExecution().executedPlan()
+    while node.nodeName() != "Generate":
+        node = node.children().head()
+    assert node.generator().supportCodegen(), node.toString()
+
+
 def test_a_source_whose_tags_all_have_windows_reads_only_the_widest(spark, warehouse):
     from chispa import assert_df_equality
 
