@@ -126,8 +126,9 @@ def test_the_long_form_of_many_tags_holds_each_value_as_text_and_its_rows_are_ma
     # A person's rows in the catalog's order, and every other column as given (keys named by the caller).
     assert [r.tag_code for r in got.where("one_id = 1").collect()] == codes
     assert long_form(profile, codes[:2], keys=("one_id",)).columns == ["one_id", "tag_code", "tag_value"]
-    # The generator that makes the rows can be compiled (whole-stage code generation, off in this suite's
-    # session): stack() cannot beyond 50 rows, and evaluated row by row it took twice as long (values.long_form).
+    # The generator that makes the rows can be compiled: stack() cannot beyond 50 rows, and evaluated row by
+    # row it took twice as long (values.long_form). Asked of the generator itself, since this suite's plans
+    # show no compiled stage at all (its session sets spark.sql.codegen.factoryMode=NO_CODEGEN).
     node = got._jdf.queryExecution().executedPlan()
     while node.nodeName() != "Generate":
         node = node.children().head()
