@@ -106,10 +106,17 @@ def test_a_validation_counts_its_own_jobs_not_those_of_other_job_groups(spark):
 
     sc = spark.sparkContext
 
+    def settled():
+        # The tracker learns of jobs from the listener bus, asynchronously: after a busy test its queue can lag
+        # behind the jobs that have finished (the test failed once so, run after the tags tests).
+        sc._jsc.sc().listenerBus().waitUntilEmpty()
+
     def own_work():
         spark.range(3).count()
         spark.range(3).count()
+        settled()
 
+    settled()
     before = _latest_job(sc)
     own_work()
     alone = _jobs_since(sc, before)
