@@ -174,8 +174,9 @@ def build_session(
                          "spark.databricks.delta.snapshotPartitions": "1",
                          # Tests run thousands of tiny queries, and every task generated Java source for
                          # its projections (Delta's log replay above all): half the local JVM's CPU in a
-                         # profiled run. Interpreted projections cut a 150-person run by 19 %; whole-stage
-                         # code generation is unchanged. Not a default: 41 % slower at 100k persons.
+                         # profiled run. Interpreted projections cut a 150-person run by 19 %. The setting
+                         # turns whole-stage code generation off too: the suite's plans have no compiled
+                         # stage (*(n)). Not a default: 41 % slower at 100k persons.
                          "spark.sql.codegen.factoryMode": "NO_CODEGEN"})
     conf.update({
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
