@@ -150,9 +150,9 @@ def value_bins(profile: DataFrame, codes: list[str]) -> dict[str, dict[str, int]
     """{tag: {value: persons}} of each (string) tag of ``codes``: the MAX_BINS commonest values, the rest
     in OTHER_BIN, nulls in NULL_BIN.
 
-    The tags' columns made (tag_code, value) rows by the tag values' own :func:`long_form`, and grouped.
-    Its own stack() counted 37 tags of 1.24M persons in 3.1-3.6 s against 3.3-3.4 s, but Spark compiles
-    stack() only up to 50 rows: with 80 tags, 11.1-11.4 s against 6.5-6.8 s (2026-12-07, BENCHMARKS.md).
+    The (tag_code, value) rows are the tag values' :func:`long_form`, grouped. A stack() of this function's
+    own counted 37 tags of 1.24M persons as fast (3.1-3.6 s against 3.3-3.4 s), but Spark compiles stack()
+    only up to 50 rows: 80 tags took 11.1-11.4 s that way and 6.5-6.8 s this way (2026-12-07, BENCHMARKS.md).
     """
     if not codes:
         return {}
