@@ -198,22 +198,30 @@ def test_bronze_merge_searches_the_key_range_and_keeps_the_earliest_delivery(spa
         "event_time": ("TIMESTAMP", "2026-11-01 10:00:00.000000", "2026-11-03 10:00:00.000000")}
 
 
+def _good_rows(spark, tmp_path, source, batches):
+    """Validated, pseudonymised, line-numbered good rows of one CSV file per day: {day: [row values]}."""
+    from kequn.ingest.parse import pseudonymised, raw_rows, validated_rows, with_line_numbers
+
+    cols = source.column_names
+    files = []
+    for day, rows in batches.items():
+        f = tmp_path / source.name / f"dt=2026-11-0{day}" / "part.csv"
+        f.parent.mkdir(parents=True)
+        f.write_text(",".join(cols) + "\n" + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
+        files.append(str(f))
+    raw = raw_rows(spark, source, {tuple(cols): files})
+    return with_line_numbers(pseudonymised(validated_rows(raw, source), source, b"k")).where("_reason IS NULL")
+
+
 def test_unique_bronze_rows_sorts_only_repeated_keys_and_equals_the_full_sort(spark, tmp_path):
     from kequn.ingest import deduplicated, split_by_repeated_hashes, unique_bronze_rows, with_key_hash
-    from kequn.ingest.parse import bronze_rows, pseudonymised, raw_rows, validated_rows, with_line_numbers
+    from kequn.ingest.parse import bronze_rows
 
     source = SOURCES["transaction"]
-    cols = source.column_names
     row = "{t},core,C1,2026-11-0{d} 12:00:00,{amt},debit,app,food,"
-    files = []
-    for d, txns in ((1, [("T1", 1), ("T2", 2), ("T2", 3)]), (2, [("T1", 9), ("T3", 4)])):
-        f = tmp_path / f"dt=2026-11-0{d}" / "part.csv"
-        f.parent.mkdir()
-        f.write_text(",".join(cols) + "\n" + "".join(row.format(t=t, d=d, amt=a) + "\n" for t, a in txns),
-                     encoding="utf-8")
-        files.append(str(f))
-    good = with_line_numbers(pseudonymised(validated_rows(raw_rows(spark, source, {tuple(cols): files}), source), source,
-                                           b"k")).where("_reason IS NULL")
+    good = _good_rows(spark, tmp_path, source, {
+        d: [row.format(t=t, d=d, amt=a).split(",") for t, a in txns]
+        for d, txns in ((1, [("T1", 1), ("T2", 2), ("T2", 3)]), (2, [("T1", 9), ("T3", 4)]))})
     held = []
     got = unique_bronze_rows(good, source, held).drop("_ingested_at", "_extra")  # chispa cannot sort maps
     assert held[0].count() == 2                                                 # key hashes seen twice
@@ -224,6 +232,42 @@ def test_unique_bronze_rows_sorts_only_repeated_keys_and_equals_the_full_sort(sp
     assert_df_equality(got, expected, ignore_row_order=True)
     # The earliest delivery wins; within a batch, the row hash decides.
     assert {r.txn_id: r._batch_dt.day for r in got.collect()} == {"T1": 1, "T2": 1, "T3": 2}
+
+
+def test_unique_bronze_rows_of_master_versions_and_touches_keep_one_row_per_merge_key(spark, tmp_path):
+    # Bronze merges these on their content (_row_hash): a version delivered again is the same row, a
+    # changed one is a new row, and a touch keeps one row per batch that delivered it.
+    from kequn.ingest import deduplicated, split_by_repeated_hashes, unique_bronze_rows, with_key_hash
+    from kequn.ingest.parse import bronze_rows
+
+    def c(no, income, updated):
+        return [no, "张三", "ID_CARD", "11010519491231002X", "13800138000", "M", "1949-12-31", "teacher",
+                "married", income, "B01", "2001-02-03", updated]
+
+    v1, v2 = c("C1", "100.00", "2026-11-01 08:00:00"), c("C1", "200.00", "2026-11-02 08:00:00")
+    # Trimmed to the same typed content as v1: the same version, written differently.
+    v1_spaced = [f" {x} " if i == 9 else x for i, x in enumerate(v1)]
+    masters = {1: [v1, c("C2", "5.00", "2026-11-01 09:00:00"), v1_spaced],
+               2: [v1, v2, c("C3", "7.00", "2026-11-02 09:00:00")]}
+    sent, opened = (["TC1", "CAMP1", "1", "sms", "app_user", "U1", "2026-11-01 09:00:00", o, ""]
+                    for o in ("", "2026-11-02 10:00:00"))
+    touches = {1: [sent, sent, ["TC2", *sent[1:]]], 2: [sent, opened, opened]}
+    for name, batches, repeated, rows in (("core_customer", masters, 1, 4), ("touch", touches, 2, 4)):
+        source = SOURCES[name]
+        good = _good_rows(spark, tmp_path, source, batches)
+        held = []
+        got = unique_bronze_rows(good, source, held).drop("_ingested_at", "_extra")
+        assert held[0].count() == repeated, name
+        expected = deduplicated(bronze_rows(good, source), source).drop("_ingested_at", "_extra")
+        assert_df_equality(got, expected, ignore_row_order=True)
+        assert got.count() == rows, name
+        once, again = split_by_repeated_hashes(with_key_hash(good, source), held[0])
+        assert once.count() + again.count() == good.count(), name
+    # The master version delivered three times is kept once, from its first delivery: day 1, line 2.
+    got = unique_bronze_rows(_good_rows(spark, tmp_path / "again", SOURCES["core_customer"], masters),
+                             SOURCES["core_customer"], [])
+    first = got.where("cust_no = 'C1' AND annual_income = 100").collect()
+    assert [(r._batch_dt.day, r._line) for r in first] == [(1, 2)]
 
 
 def _one_bronze_row(spark, name, values):

@@ -25,8 +25,9 @@ from ..landing import MASTER, SOURCES, Source
 from ..session import concurrently, held
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
-from .parse import (bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content, pseudonymised,
-                    quarantine_rows, raw_rows, typed, validated_rows, vault_rows, with_line_numbers, with_raw_fields)
+from .parse import (bronze_content, bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content,
+                    pseudonymised, quarantine_rows, raw_rows, typed, validated_rows, vault_rows, with_line_numbers,
+                    with_raw_fields)
 from .pseudonym import load_key
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,19 @@ KEY_HASH = "__kh"
 
 
 def with_key_hash(rows: DataFrame, source: Source) -> DataFrame:
-    """``rows`` with ``__kh``, the 64-bit hash of the merge key typed as bronze will hold it, for facts
-    whose key is their own columns (not master versions or touches, keyed by the row hash).
+    """``rows`` with ``__kh``, a 64-bit hash of the merge key as bronze will hold it: rows with equal
+    merge keys get equal hashes.
 
     Ingest adds it in the pass that holds the rows, so that finding the repeated keys reads one long
     column: typing the keys again over the line-numbered rows took 24 s of a 16M-row holdings load, 11 s
-    this way.
+    this way. Where bronze merges on the content (``_row_hash``: master versions, touches), the hash is
+    taken over that content's columns instead of their SHA-256, with the merge key's other columns.
     """
-    return rows.withColumn(KEY_HASH, F.xxhash64(*[typed(F.col(k), source.column(k).type) for k in source.key]))
+    if _merge_keys(source) == list(source.key):
+        return rows.withColumn(KEY_HASH, F.xxhash64(*[typed(F.col(k), source.column(k).type) for k in source.key]))
+    # The content holds the source's key and version; a touch's batch date is not content.
+    lineage = [F.col(k) for k in _merge_keys(source) if k.startswith("_") and k != "_row_hash"]
+    return rows.withColumn(KEY_HASH, F.xxhash64(*bronze_content(source), *lineage))
 
 
 def repeated_key_hashes(keyed: DataFrame) -> DataFrame:
@@ -222,8 +228,6 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame],
     and each row is made a bronze row once. ``unnumbered``, the same good rows before their line
     numbers were joined on, is where the hashes are counted (the join adds nothing to a count).
     """
-    if _merge_keys(source) != list(source.key):
-        return deduplicated(bronze_rows(good, source), source)   # keyed by the row hash: small sources
     if KEY_HASH not in good.columns:
         good = with_key_hash(good, source)
     hashes = repeated_key_hashes(unnumbered if unnumbered is not None else good).localCheckpoint(eager=True)
@@ -284,8 +288,7 @@ def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Bat
     # A local checkpoint rather than persist(): a persisted frame keeps its plan, and every task
     # reading it deserialised that plan again (5,000 persons: 173 s deserialising, 124 s working).
     parsed = pseudonymised(validated_rows(raw, source), source, key)
-    own_key = _merge_keys(source) == list(source.key)
-    cached = held(with_key_hash(parsed, source) if own_key else parsed)
+    cached = held(with_key_hash(parsed, source))
     transient.append(cached)
     # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
     # One pass over them counts rows per file and reason for the tally and finds the line breaks.

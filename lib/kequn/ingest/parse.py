@@ -258,6 +258,16 @@ def pseudonymised(df: DataFrame, source: Source, key: bytes) -> DataFrame:
 
 def bronze_rows(df: DataFrame, source: Source) -> DataFrame:
     """Good rows in bronze form: typed columns, tokens instead of personal data, identifier validity."""
+    body = df.select(*bronze_content(source), "_extra", "_batch_dt", "_file", "_line")
+    content = [c for c in body.columns if not c.startswith("_")]
+    return (body
+            .withColumn("_row_hash", row_hash(source, content))
+            .withColumn("_ingested_at", F.current_timestamp()))
+
+
+def bronze_content(source: Source) -> list[Column]:
+    """The content columns of a bronze row (``bronze_rows``), as expressions over the pseudonymised rows:
+    what ``_row_hash`` is taken over."""
     out: list[Column] = []
     for col in source.columns:
         c = F.col(col.name)
@@ -272,11 +282,7 @@ def bronze_rows(df: DataFrame, source: Source) -> DataFrame:
             if col.name == "id_no" and "id_type" in source.column_names:
                 reason = F.when(~_blank(c) & (F.trim(F.col("id_type")) != "ID_CARD"), F.lit("not_id_card")).otherwise(reason)
             out += [reason.isNull().alias(f"{col.name}_valid"), reason.alias(f"{col.name}_invalid_reason")]
-    body = df.select(*out, "_extra", "_batch_dt", "_file", "_line")
-    content = [c for c in body.columns if not c.startswith("_")]
-    return (body
-            .withColumn("_row_hash", row_hash(source, content))
-            .withColumn("_ingested_at", F.current_timestamp()))
+    return out
 
 
 def merged_on_content(source: Source) -> bool:
