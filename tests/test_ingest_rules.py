@@ -232,6 +232,7 @@ def test_unique_bronze_rows_sorts_only_repeated_keys_and_equals_the_full_sort(sp
     assert_df_equality(got, expected, ignore_row_order=True)
     # The earliest delivery wins; within a batch, the row hash decides.
     assert {r.txn_id: r._batch_dt.day for r in got.collect()} == {"T1": 1, "T2": 1, "T3": 2}
+    _release(held)
 
 
 def test_unique_bronze_rows_of_master_versions_and_touches_keep_one_row_per_merge_key(spark, tmp_path):
@@ -263,11 +264,22 @@ def test_unique_bronze_rows_of_master_versions_and_touches_keep_one_row_per_merg
         assert got.count() == rows, name
         once, again = split_by_repeated_hashes(with_key_hash(good, source), held[0])
         assert once.count() + again.count() == good.count(), name
+        _release(held)
     # The master version delivered three times is kept once, from its first delivery: day 1, line 2.
+    held = []
     got = unique_bronze_rows(_good_rows(spark, tmp_path / "again", SOURCES["core_customer"], masters),
-                             SOURCES["core_customer"], [])
+                             SOURCES["core_customer"], held)
     first = got.where("cust_no = 'C1' AND annual_income = 100").collect()
     assert [(r._batch_dt.day, r._line) for r in first] == [(1, 2)]
+    _release(held)
+
+
+def _release(held):
+    """Free the key hashes ``unique_bronze_rows`` held, as ingest does when a source's load ends."""
+    from kequn.ingest import _release as release
+
+    for df in held:
+        release(df)
 
 
 def _one_bronze_row(spark, name, values):
@@ -326,3 +338,18 @@ def test_bronze_tables_keep_file_statistics_for_the_filtered_columns_only(spark,
     assert detail.properties["delta.dataSkippingStatsColumns"] == f"txn_id,{src.time_column},_batch_dt"
     stats = first_commit_stats(wh.path("bronze.transaction"))
     assert stats and all(set(s["minValues"]) == {"txn_id", src.time_column, "_batch_dt"} for s in stats)
+
+
+def test_unique_vault_rows_keep_one_row_per_token_by_hashing_not_sorting(spark):
+    from kequn.ingest.parse import unique_vault_rows
+
+    schema = "token string, pii_type string, value string"
+    names = spark.createDataFrame([("t1", "name", "张三"), ("t1", "name", "张三"), ("t2", "name", "李四")], schema)
+    mobiles = spark.createDataFrame([("t3", "mobile", "13800138000"), ("t1", "name", "张三")], schema)
+    got = unique_vault_rows([names, mobiles])
+    expected = spark.createDataFrame([("t1", "name", "张三"), ("t2", "name", "李四"),
+                                      ("t3", "mobile", "13800138000")], schema)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    # dropDuplicates(["token"]) sorted every vault row of a load (SortAggregate); these rows are hashed.
+    plan = got._jdf.queryExecution().executedPlan().toString()
+    assert "HashAggregate" in plan and "SortAggregate" not in plan
