@@ -338,18 +338,3 @@ def test_bronze_tables_keep_file_statistics_for_the_filtered_columns_only(spark,
     assert detail.properties["delta.dataSkippingStatsColumns"] == f"txn_id,{src.time_column},_batch_dt"
     stats = first_commit_stats(wh.path("bronze.transaction"))
     assert stats and all(set(s["minValues"]) == {"txn_id", src.time_column, "_batch_dt"} for s in stats)
-
-
-def test_unique_vault_rows_keep_one_row_per_token_by_hashing_not_sorting(spark):
-    from kequn.ingest.parse import unique_vault_rows
-
-    schema = "token string, pii_type string, value string"
-    names = spark.createDataFrame([("t1", "name", "张三"), ("t1", "name", "张三"), ("t2", "name", "李四")], schema)
-    mobiles = spark.createDataFrame([("t3", "mobile", "13800138000"), ("t1", "name", "张三")], schema)
-    got = unique_vault_rows([names, mobiles])
-    expected = spark.createDataFrame([("t1", "name", "张三"), ("t2", "name", "李四"),
-                                      ("t3", "mobile", "13800138000")], schema)
-    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
-    # dropDuplicates(["token"]) sorted every vault row of a load (SortAggregate); these rows are hashed.
-    plan = got._jdf.queryExecution().executedPlan().toString()
-    assert "HashAggregate" in plan and "SortAggregate" not in plan

@@ -26,8 +26,8 @@ from ..session import concurrently, held
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
 from .parse import (bronze_content, bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content,
-                    pseudonymised, quarantine_rows, raw_rows, typed, unique_vault_rows, validated_rows, vault_rows,
-                    with_line_numbers, with_raw_fields)
+                    pseudonymised, quarantine_rows, raw_rows, typed, validated_rows, vault_rows, with_line_numbers,
+                    with_raw_fields)
 from .pseudonym import load_key
 
 log = logging.getLogger(__name__)
@@ -339,7 +339,7 @@ def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Bat
     parts = [*vault_rows(cached, source), *raw_records]
     if parts:
         # One row per personal-data value: master sources deliver the same name and number in many versions.
-        vault = held(unique_vault_rows(parts))
+        vault = held(reduce(DataFrame.unionByName, parts).dropDuplicates(["token"]))
         out.cached.append(vault)
         out.vault.append(vault)
     out.quarantine.append(q.drop("_verbatim"))
@@ -404,7 +404,7 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
             counts[k] = counts.get(k, 0) + v
         out.add(part)
     if out.vault:
-        vault = unique_vault_rows(out.vault)
+        vault = reduce(DataFrame.unionByName, out.vault).dropDuplicates(["token"])
         wh.merge(vault, VAULT, ["token"], update_when="false")
     # The quarantine is created on the first load, good or bad, so that it can always be read.
     if out.quarantine and (out.quarantined or not wh.exists(QUARANTINE)):

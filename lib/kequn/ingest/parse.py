@@ -332,18 +332,6 @@ def vault_rows(df: DataFrame, source: Source) -> list[DataFrame]:
             for p in source.pii]
 
 
-def unique_vault_rows(parts: Sequence[DataFrame]) -> DataFrame:
-    """The union of vault rows (``vault_rows``, raw records), one row per token.
-
-    A token is the HMAC of its type and value (a raw record's, of its file and line), so rows with one
-    token are the same row, and ``distinct()`` keeps one: a hash aggregation of the three columns.
-    ``dropDuplicates(["token"])`` keeps the first value of the other two, an aggregate Spark can only
-    run by sorting (``SortAggregate``). Should two values ever share a token, the vault's MERGE on
-    ``token`` fails instead of keeping either silently.
-    """
-    return reduce(DataFrame.unionByName, parts).distinct()
-
-
 def masked_raw(source: Source) -> Column:
     """The raw record with every personal-data field replaced by its token."""
     raw = F.coalesce(F.col(CORRUPT), F.col("_raw_fields"))

@@ -22,6 +22,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from functools import reduce
 from typing import Callable, Optional
 
 from pyspark import StorageLevel
@@ -29,8 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..ingest import QUARANTINE, VAULT, deduplicated, merge_into_bronze
-from ..ingest.parse import (CORRUPT, bronze_rows, pseudonymised, quarantine_rows, typed, unique_vault_rows,
-                            validated_rows, vault_rows)
+from ..ingest.parse import CORRUPT, bronze_rows, typed, pseudonymised, quarantine_rows, validated_rows, vault_rows
 from ..tables import Warehouse
 from . import activity as A
 from .rows import COLUMNS, EVENT, MISSING, csv_rows, json_rows, kafka_rows, missing_columns_rule, with_event_date
@@ -150,9 +150,9 @@ class MicroBatch:
 
             if n_bad:
                 q = quarantine_rows(checked.where("_reason IS NOT NULL"), EVENT, as_of)
-                vault = unique_vault_rows(vault_rows(checked, EVENT) + [
+                vault = reduce(DataFrame.unionByName, vault_rows(checked, EVENT) + [
                     q.select(F.col("raw_token").alias("token"), F.lit("raw_record").alias("pii_type"),
-                             F.col("_verbatim").alias("value"))])
+                             F.col("_verbatim").alias("value"))]).dropDuplicates(["token"])
                 _retrying("vault", lambda: wh.merge(vault, VAULT, ["token"], update_when="false"))
                 _retrying("quarantine", lambda: wh.merge(q.drop("_verbatim"), QUARANTINE,
                                                          ["source", "file", "line"], update_when="false"))
