@@ -226,7 +226,9 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame],
     within one load are rare. The hashes of repeated keys are counted first (one long column) and held
     (appended to ``held``, released when the source's load ends); only the rows with such a hash are sorted,
     and each row is made a bronze row once. ``unnumbered``, the same good rows before their line
-    numbers were joined on, is where the hashes are counted (the join adds nothing to a count).
+    numbers were joined on, is where the hashes are counted (the join adds nothing to a count). Master
+    versions and touches (merged on their content) skip the sort when no key repeats, as in their first
+    load at 1,000,000 persons, and otherwise sort every row.
     """
     if KEY_HASH not in good.columns:
         good = with_key_hash(good, source)
@@ -235,7 +237,10 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame],
     n = hashes.count()
     if n == 0:
         return bronze_rows(good, source)
-    if n > BROADCAST_KEY_HASHES:
+    if n > BROADCAST_KEY_HASHES or merged_on_content(source):
+        # Master versions and touches sort every row when any repeats: their bronze rows above the split's
+        # joins took Spark's optimizer 37 s to plan for a 6-row core_customer load (the constraints it
+        # infers from every typed column and identifier check), 1.3 s with constraint propagation off.
         log.info("ingest %-14s %d key hashes delivered more than once: sorting every row", source.name, n)
         return deduplicated(bronze_rows(good, source), source)
     log.info("ingest %-14s %d key hashes delivered more than once: sorting their rows only", source.name, n)
