@@ -284,7 +284,8 @@ def test_unique_bronze_rows_of_master_versions_and_touches_keep_one_row_per_merg
 
 
 def _release(held):
-    """Free the key hashes ``unique_bronze_rows`` held, as ingest does when a source's load ends."""
+    """Free what a test held (parsed rows, ``unique_bronze_rows``' key hashes), as ingest does when a
+    source's load ends."""
     from kequn.ingest import _release as release
 
     for df in held:
