@@ -101,9 +101,10 @@ def test_line_numbers_count_embedded_line_breaks_per_file(spark, tmp_path):
 
 def test_quarantined_raw_text_keeps_each_files_column_order_and_extra_columns(spark, tmp_path):
     """The raw text is built for bad rows only, after the header groups are unioned: each file's own
-    column order and extra columns must survive that, and personal data must not."""
-    from kequn.ingest.parse import pseudonymised, quarantine_rows, raw_rows, validated_rows, with_line_numbers, \
-        with_raw_fields
+    column order and extra columns must survive that, and personal data must not. The rows go through
+    the form ingest holds them in: raw text for bad rows, bronze values for all."""
+    from kequn.ingest.parse import (bronze_rows, pseudonymised, quarantine_rows, raw_of_bad_rows, raw_rows,
+                                    validated_rows, with_bronze_values, with_line_numbers, with_raw_fields)
 
     source = SOURCES["card_account"]
     cols = source.column_names
@@ -120,7 +121,14 @@ def test_quarantined_raw_text_keeps_each_files_column_order_and_extra_columns(sp
                  + "not-a-time,2026-01-01,5,gold,,13900002222,,Zhao,K4,\"a,b\"\n", encoding="utf-8")
     files = {tuple(cols): [str(a)], tuple(reordered): [str(b)]}
     headers = list(files)
-    checked = with_line_numbers(pseudonymised(validated_rows(raw_rows(spark, source, files), source), source, b"k"))
+    parsed = pseudonymised(validated_rows(raw_rows(spark, source, files), source), source, b"k")
+    checked = with_line_numbers(raw_of_bad_rows(with_bronze_values(parsed, source), source))
+    # Good rows keep no raw text (held rows take less memory); their bronze rows hold the typed values.
+    good = checked.where("_reason IS NULL")
+    assert [[r[c] for c in cols] for r in good.collect()] == [[None] * len(cols)] * 2
+    got = {r.card_cust_id: (r.card_level, r.credit_limit, r.open_date.isoformat(), r.mobile_token is None)
+           for r in bronze_rows(good, source).collect()}
+    assert got == {"K1": ("gold", 1000, "2026-01-01", False), "K3": ("gold", 5, "2026-01-01", True)}
     q = quarantine_rows(with_raw_fields(checked.where("_reason IS NOT NULL"), source, headers), source, "2026-11-02")
     assert sorted((r.file.rsplit("/", 1)[-1], r.line) for r in q.collect()) == [("a.csv", 3), ("b.csv", 3)]
     by_file = {r.file.rsplit("/", 1)[-1]: r for r in q.collect()}
@@ -205,7 +213,8 @@ def _good_rows(spark, tmp_path, source, batches, held=None):
     appended to it: that cuts the plan, which for a master source's every expression is heavy to plan.
     """
     from kequn.ingest import with_key_hash
-    from kequn.ingest.parse import pseudonymised, raw_rows, validated_rows, with_line_numbers
+    from kequn.ingest.parse import (pseudonymised, raw_of_bad_rows, raw_rows, validated_rows, with_bronze_values,
+                                    with_line_numbers)
     from kequn.session import held as hold
 
     cols = source.column_names
@@ -215,9 +224,10 @@ def _good_rows(spark, tmp_path, source, batches, held=None):
         f.parent.mkdir(parents=True)
         f.write_text(",".join(cols) + "\n" + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
         files.append(str(f))
-    parsed = pseudonymised(validated_rows(raw_rows(spark, source, {tuple(cols): files}), source), source, b"k")
+    parsed = with_bronze_values(
+        pseudonymised(validated_rows(raw_rows(spark, source, {tuple(cols): files}), source), source, b"k"), source)
     if held is not None:
-        parsed = hold(with_key_hash(parsed, source))
+        parsed = hold(with_key_hash(raw_of_bad_rows(parsed, source), source))
         held.append(parsed)
     return with_line_numbers(parsed).where("_reason IS NULL")
 
@@ -293,14 +303,14 @@ def _release(held):
 
 
 def _one_bronze_row(spark, name, values):
-    from kequn.ingest.parse import bronze_rows, pseudonymised
+    from kequn.ingest.parse import bronze_rows, pseudonymised, with_bronze_values
 
     src = SOURCES[name]
     df = spark.createDataFrame([values], ", ".join(f"`{c}` string" for c in src.column_names))
     df = df.select("*", F.lit(None).cast("string").alias("_corrupt"),
                    F.create_map().cast("map<string,string>").alias("_extra"), F.lit("f.csv").alias("_file"),
                    F.lit("2026-11-01").cast("date").alias("_batch_dt"), F.lit(2).cast("long").alias("_line"))
-    return bronze_rows(pseudonymised(validated_rows(df, src), src, b"golden-key"), src).first()
+    return bronze_rows(with_bronze_values(pseudonymised(validated_rows(df, src), src, b"golden-key"), src), src).first()
 
 
 def test_row_hash_stays_sha256_where_bronze_merges_on_it_and_is_short_elsewhere(spark):

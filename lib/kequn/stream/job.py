@@ -30,7 +30,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..ingest import QUARANTINE, VAULT, deduplicated, merge_into_bronze
-from ..ingest.parse import CORRUPT, bronze_rows, typed, pseudonymised, quarantine_rows, validated_rows, vault_rows
+from ..ingest.parse import (CORRUPT, bronze_rows, pseudonymised, quarantine_rows, validated_rows, value_col,
+                            vault_rows, with_bronze_values)
 from ..tables import Warehouse
 from . import activity as A
 from .rows import COLUMNS, EVENT, MISSING, csv_rows, json_rows, kafka_rows, missing_columns_rule, with_event_date
@@ -135,8 +136,8 @@ class MicroBatch:
         now_col = F.timestamp_micros(F.lit(int(now * 1e6)))
         as_of = dt.datetime.fromtimestamp(now, _zone(spark)).date().isoformat()
 
-        checked = pseudonymised(with_event_date(validated_rows(raw, EVENT, [missing_columns_rule()])), EVENT,
-                                 self.key)
+        validated = with_event_date(validated_rows(raw, EVENT, [missing_columns_rule()]))
+        checked = with_bronze_values(pseudonymised(validated, EVENT, self.key), EVENT)
         # Cached, not staged as a table: the rows may hold clear personal data (as in batch ingest).
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         cached = [checked]
@@ -144,7 +145,7 @@ class MicroBatch:
             t = checked.agg(F.count(F.lit(1)).alias("n"),
                             F.count(F.when(F.col("_reason").isNotNull(), 1)).alias("bad"),
                             F.max(F.when(F.col("_reason").isNull(),
-                                         F.unix_micros(typed(F.col("event_time"), "timestamp"))))
+                                         F.unix_micros(F.col(value_col("event_time")))))
                             .alias("max_event")).collect()[0]
             n_in, n_bad, max_event = t["n"], t["bad"], t["max_event"]
 

@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ..ingest.discover import header
-from ..ingest.parse import CORRUPT, header_group_rows, typed, with_line_numbers, with_raw_fields, with_record_ids
+from ..ingest.parse import CORRUPT, header_group_rows, value_col, with_line_numbers, with_raw_fields, with_record_ids
 from ..landing import SOURCES
 
 EVENT = SOURCES["event"]
@@ -93,5 +93,5 @@ def missing_columns_rule() -> Column:
 def with_event_date(checked: DataFrame) -> DataFrame:
     """``_batch_dt`` of a streamed event = its own date (the processing date when unreadable)."""
     return (checked
-            .withColumn("_batch_dt", F.coalesce(F.to_date(typed(F.col("event_time"), "timestamp")), F.current_date()))
+            .withColumn("_batch_dt", F.coalesce(F.to_date(F.col(value_col("event_time"))), F.current_date()))
             .drop(MISSING))
