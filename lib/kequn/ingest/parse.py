@@ -4,8 +4,9 @@
 between files) with every column as a string and keeps the record Spark could
 not split (``_corrupt``) and the physical line each record starts on.
 ``validated_rows`` types the columns, checks enumerations and required values,
-and collects every rule a row breaks in ``_reason``; ``bronze_rows`` replaces
-personal data with tokens and adds identifier validity. All built-in functions.
+and collects every rule a row breaks in ``_reason``; ``pseudonymised`` adds the
+tokens of personal data; ``with_bronze_values`` the rest of the bronze content
+(identifier validity); ``bronze_rows`` selects it. All built-in functions.
 """
 from __future__ import annotations
 
