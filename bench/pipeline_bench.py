@@ -769,7 +769,8 @@ def main(argv=None) -> int:
     delivery = None
     if args.incremental and ok:
         remove_deliveries(landing)
-        if not args.no_delivery:
+        # Sends exist only where the journeys ran (a --conf may run fewer stages, e.g. ingest alone).
+        if not args.no_delivery and "journeys" in stages:
             delivery = deliver_journey_sends(spark, wh, landing, full_day, args.seed)
         results += run_once("incremental", spark, wh, wh_root, landing, last_day, config, stages)
         ok = all(r["exit_code"] == 0 for r in results)
