@@ -91,8 +91,9 @@ def with_key_hash(rows: DataFrame, source: Source) -> DataFrame:
 
     Taken over ``with_bronze_values``' rows. Ingest adds it in the pass that holds the rows, so that finding
     the repeated keys reads one long column: typing the keys again over the line-numbered rows took 24 s
-    of a 16M-row holdings load, 11 s this way. Where bronze merges on the content (``_row_hash``: master versions, touches), the hash is
-    taken over that content's columns instead of their SHA-256, with the merge key's other columns.
+    of a 16M-row holdings load, 11 s this way. Where bronze merges on the content (``_row_hash``: master
+    versions, touches), the hash is taken over that content's columns instead of their SHA-256, with the
+    merge key's other columns.
     """
     if _merge_keys(source) == list(source.key):
         return rows.withColumn(KEY_HASH, F.xxhash64(*[F.col(value_col(k)) for k in source.key]))

@@ -226,7 +226,8 @@ def rule_breaks(source: Source) -> list[Column]:
         if col.required_value:
             checks.append(F.when(_blank(c), F.lit(f"empty_required:{col.name}")))
         if col.type != "string":
-            checks.append(F.when(~_blank(c) & F.col(value_col(col.name)).isNull(), F.lit(f"bad_{col.type}:{col.name}")))
+            value = F.col(value_col(col.name))
+            checks.append(F.when(~_blank(c) & value.isNull(), F.lit(f"bad_{col.type}:{col.name}")))
         if col.enum:
             checks.append(F.when(~_blank(c) & ~F.trim(c).isin(*col.enum), F.lit(f"bad_enum:{col.name}")))
     return checks
@@ -289,7 +290,8 @@ def with_bronze_values(df: DataFrame, source: Source) -> DataFrame:
         if col.name in ids.REASON and source.kind == "master":
             reason = ids.REASON[col.name](c, F.col(normal_col(col.name)))
             if col.name == "id_no" and "id_type" in source.column_names:
-                reason = F.when(~_blank(c) & (F.trim(F.col("id_type")) != "ID_CARD"), F.lit("not_id_card")).otherwise(reason)
+                not_id_card = ~_blank(c) & (F.trim(F.col("id_type")) != "ID_CARD")
+                reason = F.when(not_id_card, F.lit("not_id_card")).otherwise(reason)
             values[value_col(f"{col.name}_valid")] = reason.isNull()
             values[value_col(f"{col.name}_invalid_reason")] = reason
     return df.withColumns(values)
