@@ -103,8 +103,8 @@ def test_quarantined_raw_text_keeps_each_files_column_order_and_extra_columns(sp
     """The raw text is built for bad rows only, after the header groups are unioned: each file's own
     column order and extra columns must survive that, and personal data must not. The rows go through
     the form ingest holds them in: raw text for bad rows, bronze values for all."""
-    from kequn.ingest.parse import (bronze_rows, pseudonymised, quarantine_rows, raw_of_bad_rows, raw_rows,
-                                    validated_rows, with_bronze_values, with_line_numbers, with_raw_fields)
+    from kequn.ingest.parse import (bronze_rows, checked_rows, quarantine_rows, raw_of_bad_rows, raw_rows,
+                                    with_line_numbers, with_raw_fields)
 
     source = SOURCES["card_account"]
     cols = source.column_names
@@ -121,8 +121,8 @@ def test_quarantined_raw_text_keeps_each_files_column_order_and_extra_columns(sp
                  + "not-a-time,2026-01-01,5,gold,,13900002222,,Zhao,K4,\"a,b\"\n", encoding="utf-8")
     files = {tuple(cols): [str(a)], tuple(reordered): [str(b)]}
     headers = list(files)
-    parsed = pseudonymised(validated_rows(raw_rows(spark, source, files), source), source, b"k")
-    checked = with_line_numbers(raw_of_bad_rows(with_bronze_values(parsed, source), source))
+    parsed = checked_rows(raw_rows(spark, source, files), source, b"k")
+    checked = with_line_numbers(raw_of_bad_rows(parsed, source))
     # Good rows keep no raw text (held rows take less memory); their bronze rows hold the typed values.
     good = checked.where("_reason IS NULL")
     assert [[r[c] for c in cols] for r in good.collect()] == [[None] * len(cols)] * 2
@@ -213,8 +213,7 @@ def _good_rows(spark, tmp_path, source, batches, held=None):
     appended to it: that cuts the plan, which for a master source's every expression is heavy to plan.
     """
     from kequn.ingest import with_key_hash
-    from kequn.ingest.parse import (pseudonymised, raw_of_bad_rows, raw_rows, validated_rows, with_bronze_values,
-                                    with_line_numbers)
+    from kequn.ingest.parse import checked_rows, raw_of_bad_rows, raw_rows, with_line_numbers
     from kequn.session import held as hold
 
     cols = source.column_names
@@ -224,8 +223,7 @@ def _good_rows(spark, tmp_path, source, batches, held=None):
         f.parent.mkdir(parents=True)
         f.write_text(",".join(cols) + "\n" + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
         files.append(str(f))
-    parsed = with_bronze_values(
-        pseudonymised(validated_rows(raw_rows(spark, source, {tuple(cols): files}), source), source, b"k"), source)
+    parsed = checked_rows(raw_rows(spark, source, {tuple(cols): files}), source, b"k")
     if held is not None:
         parsed = hold(with_key_hash(raw_of_bad_rows(parsed, source), source))
         held.append(parsed)
@@ -303,14 +301,14 @@ def _release(held):
 
 
 def _one_bronze_row(spark, name, values):
-    from kequn.ingest.parse import bronze_rows, pseudonymised, with_bronze_values
+    from kequn.ingest.parse import bronze_rows, checked_rows
 
     src = SOURCES[name]
     df = spark.createDataFrame([values], ", ".join(f"`{c}` string" for c in src.column_names))
     df = df.select("*", F.lit(None).cast("string").alias("_corrupt"),
                    F.create_map().cast("map<string,string>").alias("_extra"), F.lit("f.csv").alias("_file"),
                    F.lit("2026-11-01").cast("date").alias("_batch_dt"), F.lit(2).cast("long").alias("_line"))
-    return bronze_rows(with_bronze_values(pseudonymised(validated_rows(df, src), src, b"golden-key"), src), src).first()
+    return bronze_rows(checked_rows(df, src, b"golden-key"), src).first()
 
 
 def test_row_hash_stays_sha256_where_bronze_merges_on_it_and_is_short_elsewhere(spark):

@@ -25,9 +25,9 @@ from ..landing import MASTER, SOURCES, Source
 from ..session import concurrently, held
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
-from .parse import (bronze_content, bronze_rows, file_reason_counts, line_breaks_by_file, merged_on_content,
-                    pseudonymised, quarantine_rows, raw_of_bad_rows, raw_rows, validated_rows, value_col, vault_rows,
-                    with_bronze_values, with_line_numbers, with_raw_fields)
+from .parse import (bronze_content, bronze_rows, checked_rows, file_reason_counts, line_breaks_by_file,
+                    merged_on_content, quarantine_rows, raw_of_bad_rows, raw_rows, value_col, vault_rows,
+                    with_line_numbers, with_raw_fields)
 from .pseudonym import load_key
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def with_key_hash(rows: DataFrame, source: Source) -> DataFrame:
     """``rows`` with ``__kh``, a 64-bit hash of the merge key as bronze will hold it: rows with equal
     merge keys get equal hashes.
 
-    Taken over ``with_bronze_values``' rows. Ingest adds it in the pass that holds the rows, so that finding
+    Taken over ``checked_rows``. Ingest adds it in the pass that holds the rows, so that finding
     the repeated keys reads one long column: typing the keys again over the line-numbered rows took 24 s
     of a 16M-row holdings load, 11 s this way. Where bronze merges on the content (``_row_hash``: master
     versions, touches), the hash is taken over that content's columns instead of their SHA-256, with the
@@ -293,8 +293,7 @@ def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Bat
     # Held in executor storage, not staged as a table: these rows still hold clear personal data.
     # A local checkpoint rather than persist(): a persisted frame keeps its plan, and every task
     # reading it deserialised that plan again (5,000 persons: 173 s deserialising, 124 s working).
-    parsed = with_bronze_values(pseudonymised(validated_rows(raw, source), source, key), source)
-    cached = held(with_key_hash(raw_of_bad_rows(parsed, source), source))
+    cached = held(with_key_hash(raw_of_bad_rows(checked_rows(raw, source, key), source), source))
     transient.append(cached)
     # Line numbers come from the cached rows: record ids are assigned once, however often they are read.
     # One pass over them counts rows per file and reason for the tally and finds the line breaks.

@@ -6,7 +6,8 @@ not split (``_corrupt``) and the physical line each record starts on.
 ``validated_rows`` types the columns, checks enumerations and required values,
 and collects every rule a row breaks in ``_reason``; ``pseudonymised`` adds the
 tokens of personal data; ``with_bronze_values`` the rest of the bronze content
-(identifier validity); ``bronze_rows`` selects it. All built-in functions.
+(identifier validity), ``checked_rows`` the three in order; ``bronze_rows``
+selects it. All built-in functions.
 """
 from __future__ import annotations
 
@@ -297,8 +298,14 @@ def with_bronze_values(df: DataFrame, source: Source) -> DataFrame:
     return df.withColumns(values)
 
 
+def checked_rows(raw: DataFrame, source: Source, key: bytes, first_rules: Sequence[Column] = ()) -> DataFrame:
+    """``raw`` validated (``first_rules``, then the source's), pseudonymised and with its bronze values: what
+    batch ingest holds and the stream persists, and what ``bronze_rows`` and ``quarantine_rows`` read."""
+    return with_bronze_values(pseudonymised(validated_rows(raw, source, first_rules), source, key), source)
+
+
 def bronze_rows(df: DataFrame, source: Source) -> DataFrame:
-    """Good rows (of ``with_bronze_values``) in bronze form: typed columns, tokens instead of personal
+    """Good rows (of ``checked_rows``) in bronze form: typed columns, tokens instead of personal
     data, identifier validity."""
     body = df.select(*bronze_content(source), "_extra", "_batch_dt", "_file", "_line")
     content = [c for c in body.columns if not c.startswith("_")]
@@ -308,7 +315,7 @@ def bronze_rows(df: DataFrame, source: Source) -> DataFrame:
 
 
 def bronze_content(source: Source) -> list[Column]:
-    """The content columns of a bronze row (``bronze_rows``), over ``with_bronze_values``' rows: what
+    """The content columns of a bronze row (``bronze_rows``), over ``checked_rows``: what
     ``_row_hash`` is taken over."""
     out: list[Column] = []
     for col in source.columns:
@@ -322,7 +329,7 @@ def bronze_content(source: Source) -> list[Column]:
 
 
 def raw_of_bad_rows(df: DataFrame, source: Source) -> DataFrame:
-    """``df`` (``with_bronze_values``' rows) with the source's raw text kept for bad rows alone, which the
+    """``df`` (``checked_rows``) with the source's raw text kept for bad rows alone, which the
     quarantine quotes: good rows hold only what bronze writes, so held rows take less memory."""
     bad = F.col("_reason").isNotNull()
     return df.withColumns({c: F.when(bad, F.col(c)) for c in source.column_names})

@@ -30,8 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..ingest import QUARANTINE, VAULT, deduplicated, merge_into_bronze
-from ..ingest.parse import (CORRUPT, bronze_rows, pseudonymised, quarantine_rows, validated_rows, value_col,
-                            vault_rows, with_bronze_values)
+from ..ingest.parse import CORRUPT, bronze_rows, checked_rows, quarantine_rows, value_col, vault_rows
 from ..tables import Warehouse
 from . import activity as A
 from .rows import COLUMNS, EVENT, MISSING, csv_rows, json_rows, kafka_rows, missing_columns_rule, with_event_date
@@ -136,8 +135,7 @@ class MicroBatch:
         now_col = F.timestamp_micros(F.lit(int(now * 1e6)))
         as_of = dt.datetime.fromtimestamp(now, _zone(spark)).date().isoformat()
 
-        validated = with_event_date(validated_rows(raw, EVENT, [missing_columns_rule()]))
-        checked = with_bronze_values(pseudonymised(validated, EVENT, self.key), EVENT)
+        checked = with_event_date(checked_rows(raw, EVENT, self.key, [missing_columns_rule()]))
         # Cached, not staged as a table: the rows may hold clear personal data (as in batch ingest).
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         cached = [checked]

@@ -2,8 +2,8 @@
 
 Whatever the source, the result has the ``event`` columns as strings plus ``_extra``,
 ``_corrupt``, ``_file``, ``_line``, ``_raw_fields`` (and ``_batch_dt``, set later to the
-event's date), so ``kequn.ingest.parse.validated_rows``, ``pseudonymised``, ``with_bronze_values``,
-``bronze_rows`` and ``quarantine_rows`` apply unchanged.
+event's date), so ``kequn.ingest.parse.checked_rows``, ``bronze_rows`` and ``quarantine_rows``
+apply unchanged.
 
 - CSV files are parsed by batch ingest's own ``header_group_rows`` (header per file, so column order
   may differ; UTF-8 BOM; RFC 4180 multi-line quoting; physical line numbers; unknown
