@@ -291,6 +291,35 @@ def test_unique_bronze_rows_of_master_versions_and_touches_keep_one_row_per_merg
         _release(held)
 
 
+
+def test_latest_version_and_touch_resolution_pick_one_row_per_key_by_their_rules(spark):
+    # The windows group by the key (a null part included) and sort by a hash of it first: the winner is
+    # still the latest version, ties broken by the content hash, and per touch the latest batch, then
+    # the row with more timestamps filled.
+    from kequn.bronze import latest_version, touches_resolved
+
+    versions = spark.createDataFrame([
+        ("a", "x", "2026-11-01 08:00:00", "h1"), ("a", "x", "2026-11-02 08:00:00", "h2"),
+        ("a", None, "2026-11-03 08:00:00", "h3"), ("a", None, "2026-11-03 08:00:00", "h4"),
+        ("b", "x", None, "h5"), ("b", "x", "2026-11-01 08:00:00", "h6")],
+        "k1 string, k2 string, updated_at string, _row_hash string"
+    ).withColumn("updated_at", F.to_timestamp("updated_at"))
+    got = latest_version(versions, ["k1", "k2"], "updated_at").select("k1", "k2", "_row_hash")
+    assert_df_equality(got, spark.createDataFrame([("a", "x", "h2"), ("a", None, "h4"), ("b", "x", "h6")],
+                                                  "k1 string, k2 string, _row_hash string"),
+                       ignore_row_order=True, ignore_nullable=True)
+
+    t = "2026-11-01 09:00:00"
+    touches = spark.createDataFrame([
+        ("T1", "2026-11-01", None, None, "h1"), ("T1", "2026-11-02", None, None, "h2"),
+        ("T2", "2026-11-02", t, None, "h3"), ("T2", "2026-11-02", None, None, "h9"),
+        ("T3", "2026-11-01", t, t, "h4"), ("T3", "2026-11-02", t, None, "h5")],
+        "touch_id string, _batch_dt string, opened_time string, converted_time string, _row_hash string")
+    got = touches_resolved(touches).select("touch_id", "_row_hash")
+    assert_df_equality(got, spark.createDataFrame([("T1", "h2"), ("T2", "h3"), ("T3", "h5")],
+                                                  "touch_id string, _row_hash string"),
+                       ignore_row_order=True, ignore_nullable=True)
+
 def _release(held):
     """Free what a test held (parsed rows, ``unique_bronze_rows``' key hashes), as ingest does when a
     source's load ends."""

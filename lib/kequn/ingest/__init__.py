@@ -16,10 +16,11 @@ import time
 from functools import reduce
 from typing import Optional
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from ..bronze import per_key
 from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
 from ..session import concurrently, held
@@ -73,7 +74,7 @@ def _missing_columns(spark: SparkSession, source: Source, batch: Batch) -> tuple
 def deduplicated(df: DataFrame, source: Source) -> DataFrame:
     """One row per merge key, the earliest delivery winning, so MERGE sees each key once."""
     keys = _merge_keys(source)
-    w = Window.partitionBy(*keys).orderBy("_batch_dt", "_row_hash", "_file", "_line")
+    w = per_key(keys).orderBy("_batch_dt", "_row_hash", "_file", "_line")
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
