@@ -291,7 +291,6 @@ def test_unique_bronze_rows_of_master_versions_and_touches_keep_one_row_per_merg
         _release(held)
 
 
-
 def test_latest_version_and_touch_resolution_pick_one_row_per_key_by_their_rules(spark):
     # The windows group by the key (a null part included) and sort by a hash of it first: the winner is
     # still the latest version, ties broken by the content hash, and per touch the latest batch, then
@@ -319,6 +318,7 @@ def test_latest_version_and_touch_resolution_pick_one_row_per_key_by_their_rules
     assert_df_equality(got, spark.createDataFrame([("T1", "h2"), ("T2", "h3"), ("T3", "h5")],
                                                   "touch_id string, _row_hash string"),
                        ignore_row_order=True, ignore_nullable=True)
+
 
 def _release(held):
     """Free what a test held (parsed rows, ``unique_bronze_rows``' key hashes), as ingest does when a
