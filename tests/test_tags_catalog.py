@@ -54,6 +54,23 @@ def test_unknown_key_rejected_with_file_and_key(tmp_path):
         load_catalog(tmp_path)
 
 
+def test_a_folder_without_tags_and_a_missing_conf_folder_are_errors_before_any_session(tmp_path, caplog):
+    (tmp_path / "tags").mkdir()
+    (tmp_path / "tags" / "notes.yaml").write_text("tags: []\n")
+    with pytest.raises(ConfigError, match=r"tags: no tag declared"):
+        load_catalog(tmp_path / "tags")
+    with pytest.raises(ConfigError, match=r"missing: no tag declared"):
+        load_catalog(tmp_path / "missing")
+    # A mistyped --conf would otherwise find no tag, suite or segment and publish empty outputs: refused
+    # as a usage error while the configuration loads, before any Spark session or table is touched.
+    from kequn import cli, pipeline
+    wh = tmp_path / "wh"
+    code = cli.main(["tags", "--landing", str(tmp_path), "--warehouse", str(wh), "--as-of", "2026-11-24",
+                     "--conf", str(tmp_path / "cnof")])
+    assert code == pipeline.EXIT_USAGE and not wh.exists()
+    assert f"configuration folder {tmp_path / 'cnof'} does not exist" in caplog.text
+
+
 def test_unknown_category_and_missing_definition_rejected():
     bad = stat("a_tag")
     bad["category"] = "fun"

@@ -154,10 +154,11 @@ def _logging(verbose: bool) -> None:
 def _config(args):
     from .config import load_pipeline
 
+    config = load_pipeline(Path(args.conf) if args.conf else None)
     if args.conf:
         # Stages that load their own catalogs (tags, quality, segments, journeys) find it here too.
         os.environ["KEQUN_CONF"] = str(Path(args.conf).absolute())
-    return load_pipeline(Path(args.conf) if args.conf else None)
+    return config
 
 
 def _session(args, config):

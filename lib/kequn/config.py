@@ -188,6 +188,11 @@ class PipelineConfig:
 
 def load_pipeline(conf_dir: Optional[Path] = None) -> PipelineConfig:
     conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
+    if not conf_dir.is_dir():
+        # Every stage reads its declarations here (tags, quality suites, segments, journeys). Without the
+        # folder each would find none and publish empty outputs over the day's tables, with a success.
+        raise ConfigError(f"configuration folder {conf_dir} does not exist (from --conf, KEQUN_CONF or the "
+                          f"project's conf/)")
     path = conf_dir / "pipeline.yaml"
     cfg = load_file(PipelineConfig, path) if path.exists() else PipelineConfig()
     return dataclasses.replace(cfg, conf_dir=str(conf_dir))

@@ -174,6 +174,9 @@ def load_catalog(directory: Optional[Path] = None) -> Catalog:
     """Read every ``*.yaml`` under ``directory`` (key ``tags``) and check its structure (no Spark)."""
     directory = Path(directory) if directory else default_tags_dir()
     tags = load_dir(Tag, directory, "tags")
+    if not tags:
+        # An empty catalog would publish a profile without a tag over yesterday's: a folder mistaken, not a choice.
+        raise ConfigError(f"{directory}: no tag declared (files *.yaml, each with a top-level key 'tags')")
     return check_structure(tags, where=str(directory))
 
 
