@@ -54,7 +54,8 @@ def test_unknown_key_rejected_with_file_and_key(tmp_path):
         load_catalog(tmp_path)
 
 
-def test_a_folder_without_tags_and_a_missing_conf_folder_are_errors_before_any_session(tmp_path, caplog):
+def test_a_folder_without_tags_and_a_missing_conf_folder_are_configuration_errors(spark, tmp_path, caplog,
+                                                                                    monkeypatch):
     (tmp_path / "tags").mkdir()
     (tmp_path / "tags" / "notes.yaml").write_text("tags: []\n")
     with pytest.raises(ConfigError, match=r"tags: no tag declared"):
@@ -69,6 +70,12 @@ def test_a_folder_without_tags_and_a_missing_conf_folder_are_errors_before_any_s
                      "--conf", str(tmp_path / "cnof")])
     assert code == pipeline.EXIT_USAGE and not wh.exists()
     assert f"configuration folder {tmp_path / 'cnof'} does not exist" in caplog.text
+    # The folder exists but declares no tag: the tags stage stops before its first job, with the same status.
+    monkeypatch.setenv("KEQUN_CONF", str(tmp_path))  # the command sets it too; undone after the test
+    code = cli.main(["tags", "--landing", str(tmp_path), "--warehouse", str(wh), "--as-of", "2026-11-24",
+                     "--conf", str(tmp_path)])
+    assert code == pipeline.EXIT_USAGE
+    assert "stage tags: FAILED" in caplog.text and f"{tmp_path / 'tags'}: no tag declared" in caplog.text
 
 
 def test_unknown_category_and_missing_definition_rejected():

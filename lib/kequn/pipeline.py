@@ -44,9 +44,13 @@ def tables_written_by(stages) -> set[str]:
 
 
 def exit_code_for(exc: BaseException) -> int:
+    from .config import ConfigError
     from .ingest import BatchRejected
     from .quality import QualityGateError
 
+    if isinstance(exc, ConfigError):
+        # A stage loads its own declarations (tags, segments, journeys) and refuses them before its first job.
+        return EXIT_USAGE
     if isinstance(exc, BatchRejected):
         return EXIT_REJECTED
     if isinstance(exc, QualityGateError):
