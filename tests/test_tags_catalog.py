@@ -62,6 +62,8 @@ def test_a_folder_without_tags_and_a_missing_conf_folder_are_configuration_error
         load_catalog(tmp_path / "tags")
     with pytest.raises(ConfigError, match=r"missing: no tag declared"):
         load_catalog(tmp_path / "missing")
+    with pytest.raises(ConfigError, match=r"<inline>: no tag declared"):
+        catalog_from_dicts([])
     # A mistyped --conf would otherwise find no tag, suite or segment and publish empty outputs: refused
     # as a usage error while the configuration loads, before any Spark session or table is touched.
     from kequn import cli, pipeline

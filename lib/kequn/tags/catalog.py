@@ -174,9 +174,6 @@ def load_catalog(directory: Optional[Path] = None) -> Catalog:
     """Read every ``*.yaml`` under ``directory`` (key ``tags``) and check its structure (no Spark)."""
     directory = Path(directory) if directory else default_tags_dir()
     tags = load_dir(Tag, directory, "tags")
-    if not tags:
-        # An empty catalog would publish a profile without a tag over yesterday's: a folder mistaken, not a choice.
-        raise ConfigError(f"{directory}: no tag declared (files *.yaml, each with a top-level key 'tags')")
     return check_structure(tags, where=str(directory))
 
 
@@ -187,6 +184,9 @@ def catalog_from_dicts(entries: list[dict], where: str = "<inline>") -> Catalog:
 
 
 def check_structure(tags: list[Tag], where: str) -> Catalog:
+    if not tags:
+        # An empty catalog would publish a profile without a tag over yesterday's: a folder mistaken, not a choice.
+        raise ConfigError(f"{where}: no tag declared (in a folder: files *.yaml, each with a top-level key 'tags')")
     seen: dict[str, int] = {}
     for t in tags:
         w = f"{where}: tag '{t.code}'"
