@@ -1,10 +1,11 @@
 """Catalog validation: errors are clear and raised before any Spark job runs."""
 import collections
 import contextlib
+from pathlib import Path
 
 import pytest
 
-from kequn.config import ConfigError
+from kequn.config import ConfigError, load_pipeline
 from kequn.tags.catalog import catalog_from_dicts, load_catalog, validate
 
 REFERENCE = ["txn_cnt_90d", "txn_amt_90d", "aum", "aum_tier", "app_active_days_30d", "is_dormant_stable",
@@ -54,8 +55,8 @@ def test_unknown_key_rejected_with_file_and_key(tmp_path):
         load_catalog(tmp_path)
 
 
-def test_a_folder_without_tags_and_a_missing_conf_folder_are_configuration_errors(spark, tmp_path, caplog,
-                                                                                    monkeypatch):
+def test_a_folder_without_tags_and_a_missing_conf_folder_are_errors_missing_optional_folders_warned(
+        spark, tmp_path, caplog, monkeypatch):
     (tmp_path / "tags").mkdir()
     (tmp_path / "tags" / "notes.yaml").write_text("tags: []\n")
     with pytest.raises(ConfigError, match=r"tags: no tag declared"):
@@ -78,6 +79,13 @@ def test_a_folder_without_tags_and_a_missing_conf_folder_are_configuration_error
                      "--conf", str(tmp_path)])
     assert code == pipeline.EXIT_USAGE
     assert "stage tags: FAILED" in caplog.text and f"{tmp_path / 'tags'}: no tag declared" in caplog.text
+    # Quality suites, segments and journeys are optional folders, but a conf without them changes what is
+    # published: said when the configuration loads, whichever stage runs.
+    assert f"configuration: {tmp_path} has no quality/ folder: no suite is declared" in caplog.text
+    assert f"{tmp_path} has no segments/ folder" in caplog.text and f"{tmp_path} has no journeys/" in caplog.text
+    caplog.clear()
+    load_pipeline(Path(__file__).parents[1] / "conf")
+    assert "has no" not in caplog.text
 
 
 def test_unknown_category_and_missing_definition_rejected():

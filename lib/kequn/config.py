@@ -9,6 +9,7 @@ own dataclasses and call :func:`parse` / :func:`load_file`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -18,6 +19,8 @@ from typing import Any, Optional, Union
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -195,7 +198,20 @@ def load_pipeline(conf_dir: Optional[Path] = None) -> PipelineConfig:
                           f"project's conf/)")
     path = conf_dir / "pipeline.yaml"
     cfg = load_file(PipelineConfig, path) if path.exists() else PipelineConfig()
+    for folder, stage, consequence in _OPTIONAL_FOLDERS:
+        if (stage is None or stage in cfg.stages) and not (conf_dir / folder).is_dir():
+            log.warning("configuration: %s has no %s/ folder: %s", conf_dir, folder, consequence)
     return dataclasses.replace(cfg, conf_dir=str(conf_dir))
+
+
+# Folders a conf may leave out (a bank may gate elsewhere, or run no campaign), but whose absence changes what
+# a run publishes without failing it: said once, where the configuration loads. (folder, stage that reads it
+# or None for every stage, what follows.)
+_OPTIONAL_FOLDERS = (
+    ("quality", None, "no suite is declared, so no stage's quality gate checks what it publishes"),
+    ("segments", "segments", "the segments stage declares no segment and publishes the day with no member"),
+    ("journeys", "journeys", "the journeys stage declares no journey and sends nothing"),
+)
 
 
 def dependency_order(codes, deps) -> tuple[list[str], list[list[str]]]:
