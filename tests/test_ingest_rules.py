@@ -312,10 +312,13 @@ def test_latest_version_and_touch_resolution_pick_one_row_per_key_by_their_rules
     touches = spark.createDataFrame([
         ("T1", "2026-11-01", None, None, "h1"), ("T1", "2026-11-02", None, None, "h2"),
         ("T2", "2026-11-02", t, None, "h3"), ("T2", "2026-11-02", None, None, "h9"),
-        ("T3", "2026-11-01", t, t, "h4"), ("T3", "2026-11-02", t, None, "h5")],
+        ("T3", "2026-11-01", t, t, "h4"), ("T3", "2026-11-02", t, None, "h5"),
+        ("T4", "2026-11-01", None, None, "h6"), ("T5", "2026-11-02", t, None, "h7")],
         "touch_id string, _batch_dt string, opened_time string, converted_time string, _row_hash string")
+    # T4 and T5, delivered once, pass without the sort; the others are sorted.
     got = touches_resolved(touches).select("touch_id", "_row_hash")
-    assert_df_equality(got, spark.createDataFrame([("T1", "h2"), ("T2", "h3"), ("T3", "h5")],
+    assert_df_equality(got, spark.createDataFrame([("T1", "h2"), ("T2", "h3"), ("T3", "h5"), ("T4", "h6"),
+                                                   ("T5", "h7")],
                                                   "touch_id string, _row_hash string"),
                        ignore_row_order=True, ignore_nullable=True)
 

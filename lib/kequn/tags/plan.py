@@ -356,6 +356,7 @@ def computed(wh, as_of: str, catalog: Catalog, id_map: Optional[DataFrame] = Non
 
 
 def aggregate_count(df: DataFrame) -> int:
-    """Number of Aggregate operators in the optimized logical plan (one per source pass)."""
+    """Number of aggregations by person (``Aggregate [one_id#...]``) in the optimized logical plan: one per
+    source pass. Reading a source may aggregate by something else (the touches' repeated ids)."""
     plan = df._jdf.queryExecution().optimizedPlan().toString()
-    return sum(1 for line in plan.splitlines() if line.lstrip(" :+-").startswith("Aggregate "))
+    return sum(1 for line in plan.splitlines() if line.lstrip(" :+-").startswith("Aggregate [one_id#"))
