@@ -321,11 +321,14 @@ def test_unknown_yaml_key_is_rejected_with_file_and_key(conf):
     assert "broken.yaml" in str(err.value) and "max_ration" in str(err.value) and "row_count" in str(err.value)
 
 
-def test_project_suites_load():
+def test_project_suites_load_and_cover_every_gold_table():
     suites = suites_for()
     assert {"gold.one_id_map", "gold.tag_values", "gold.segment_stats", "gold.journey_state",
             "gold.journey_actions", "bronze.core_customer"} <= set(suites)
     assert "bronze.pii_vault" not in suites
+    # Every gold table a stage publishes is checked before it is: the contract's and kequn's own.
+    gold = {t for t in tables_written_by(STAGES) if t.startswith("gold.")}
+    assert len(gold) >= 16 and gold - set(suites) == set()
     assert suites["gold.tag_values"].foreign_keys[0].references == "silver.one_id_map_history"
     assert (suites["gold.tag_values"].long_form.keys, suites["gold.tag_values"].long_form.name) == (
         ["as_of", "one_id"], "tag_code")

@@ -110,7 +110,8 @@ def run(spark, wh, as_of: str, config) -> dict[str, int]:
     log.info("tags: outputs staged at %.1f s", time.time() - t0)
 
     quality.gate(wh, as_of, {"gold.tag_values": tag_values, "gold.customer_profile": profile,
-                             "gold.tag_catalog": tag_catalog})
+                             "gold.tag_catalog": tag_catalog, "gold.tag_model_metrics": metrics,
+                             "gold.tag_cluster_profile": cprof})
 
     log.info("tags: quality gate passed at %.1f s", time.time() - t0)
     counts_out: dict[str, int] = {}
