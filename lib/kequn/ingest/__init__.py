@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..bronze import per_key
+from ..bronze import KEY_HASH, per_key, repeated_key_hashes, split_by_repeated_hashes
 from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
 from ..session import concurrently, held
@@ -83,9 +83,6 @@ def _same_key(left: str, right: str, keys: list[str]) -> list:
     return [F.col(f"{left}.`{k}`").eqNullSafe(F.col(f"{right}.`{k}`")) for k in keys]
 
 
-KEY_HASH = "__kh"
-
-
 def with_key_hash(rows: DataFrame, source: Source) -> DataFrame:
     """``rows`` with ``__kh``, a 64-bit hash of the merge key as bronze will hold it: rows with equal
     merge keys get equal hashes.
@@ -103,30 +100,10 @@ def with_key_hash(rows: DataFrame, source: Source) -> DataFrame:
     return rows.withColumn(KEY_HASH, F.xxhash64(*bronze_content(source), *lineage))
 
 
-def repeated_key_hashes(keyed: DataFrame) -> DataFrame:
-    """``__kh``, the key hashes (``with_key_hash``) that occur in more than one row.
-
-    Every key equal to another has the same hash, so the keys that repeat are among these rows'. One
-    long column is shuffled instead of the key's strings: 13 s instead of 23-30 s for 16M holdings.
-    """
-    return keyed.groupBy(KEY_HASH).count().where("count > 1").select(KEY_HASH)
-
-
 # Up to this many repeated key hashes are broadcast (8 bytes each, some 50 MB built) to pick the rows that
 # need sorting. At 1,000,000 persons one load of events held 256,168 repeated keys: above the earlier limit
 # of 250,000 typed keys, it sorted all of its 52M rows.
 BROADCAST_KEY_HASHES = 2_000_000
-
-
-def split_by_repeated_hashes(keyed: DataFrame, hashes: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(rows whose key hash occurs once, rows whose key hash repeats), without the hash.
-
-    ``hashes`` (``repeated_key_hashes``) is broadcast. Rows of different keys whose hashes collide go
-    to the second part too, where ``deduplicated`` partitions by the key itself: they all stay.
-    """
-    h = F.broadcast(hashes)
-    return (keyed.join(h, KEY_HASH, "left_anti").drop(KEY_HASH),
-            keyed.join(h, KEY_HASH, "left_semi").drop(KEY_HASH))
 
 
 # A delivery up to this many rows is broadcast: kequn drops its already-loaded rows itself (see
