@@ -315,12 +315,36 @@ def test_latest_version_and_touch_resolution_pick_one_row_per_key_by_their_rules
         ("T3", "2026-11-01", t, t, "h4"), ("T3", "2026-11-02", t, None, "h5"),
         ("T4", "2026-11-01", None, None, "h6"), ("T5", "2026-11-02", t, None, "h7")],
         "touch_id string, _batch_dt string, opened_time string, converted_time string, _row_hash string")
-    # T4 and T5, delivered once, pass without the sort; the others are sorted.
-    got = touches_resolved(touches).select("touch_id", "_row_hash")
-    assert_df_equality(got, spark.createDataFrame([("T1", "h2"), ("T2", "h3"), ("T3", "h5"), ("T4", "h6"),
-                                                   ("T5", "h7")],
-                                                  "touch_id string, _row_hash string"),
-                       ignore_row_order=True, ignore_nullable=True)
+    # T4 and T5, delivered once, pass without the sort; the others are sorted. Sorting every row, as for
+    # touches with too many repeated ids to broadcast, keeps the same rows.
+    want = spark.createDataFrame([("T1", "h2"), ("T2", "h3"), ("T3", "h5"), ("T4", "h6"), ("T5", "h7")],
+                                 "touch_id string, _row_hash string")
+    for got in (touches_resolved(touches), touches_resolved(touches, sort_all=True)):
+        assert_df_equality(got.select("touch_id", "_row_hash"), want, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_latest_touches_broadcast_at_most_the_bound_of_repeated_ids(spark, tmp_path):
+    # bronze.touch of 6 rows, 2 ids delivered twice. Up to twice the bound in all (the Delta log's count)
+    # or with at most the bound of repeated ids (counted), only those ids' rows are sorted, picked by a
+    # broadcast anti/semi join; above it every row is sorted. Each way the latest delivery wins.
+    from kequn.bronze import latest_touches
+    from kequn.tables import Warehouse
+
+    wh = Warehouse(spark, str(tmp_path / "wh"))
+    t = "2026-11-01 09:00:00"
+    wh.overwrite(spark.createDataFrame([
+        ("T1", "2026-11-01", None, None, "h1"), ("T1", "2026-11-02", t, None, "h2"),
+        ("T2", "2026-11-01", None, None, "h3"), ("T2", "2026-11-03", t, t, "h4"),
+        ("T3", "2026-11-01", None, None, "h5"), ("T4", "2026-11-02", t, None, "h6")],
+        "touch_id string, _batch_dt string, opened_time string, converted_time string, _row_hash string"),
+        "bronze.touch")
+    want = spark.createDataFrame([("T1", "h2"), ("T2", "h4"), ("T3", "h5"), ("T4", "h6")],
+                                 "touch_id string, _row_hash string")
+    for bound, split in ((3, True), (2, True), (1, False)):
+        got = latest_touches(wh, wh.read("bronze.touch"), bound=bound)
+        plan = got._jdf.queryExecution().executedPlan().toString()
+        assert ("LeftAnti" in plan) == split, (bound, plan)
+        assert_df_equality(got.select("touch_id", "_row_hash"), want, ignore_row_order=True, ignore_nullable=True)
 
 
 def _release(held):

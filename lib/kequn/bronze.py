@@ -87,7 +87,7 @@ def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = N
     spec = SOURCES[source]
     df = _up_to(wh.read(table_name(source)), known_by or as_of)
     if source == "touch":
-        df = touches_resolved(df)
+        df = latest_touches(wh, df)
         if known_later(as_of, known_by):
             # A later delivery may report an open or a conversion that happened after as_of.
             end = F.date_add(F.lit(as_of).cast("date"), 1).cast("timestamp")
@@ -98,22 +98,63 @@ def facts_as_of(wh: Warehouse, source: str, as_of: str, known_by: str | None = N
     return df.where(F.to_date(F.col(spec.time_column)) <= F.lit(as_of).cast("date"))
 
 
-def touches_resolved(df: DataFrame) -> DataFrame:
+def touches_resolved(df: DataFrame, repeated: DataFrame | None = None, sort_all: bool = False) -> DataFrame:
     """Per touch_id the row of the latest batch; within a batch the one with more timestamps filled.
 
     A touch is delivered again only when it is opened or converted, so most touch_ids have one row: only
     the rows whose id hash repeats are sorted by the window (``split_by_repeated_hashes``), the others pass
-    as they are.
+    as they are. ``repeated``: those hashes (``repeated_touch_ids`` of ``df``) if counted already, else they
+    are found in the plan. ``sort_all``: every row goes through the window instead, for touches whose
+    repeated ids are too many to broadcast (``latest_touches``).
     """
-    keyed = df.withColumn(KEY_HASH, F.xxhash64("touch_id"))
-    once, again = split_by_repeated_hashes(keyed, repeated_key_hashes(keyed))
     filled = (F.col("opened_time").isNotNull().cast("int") + F.col("converted_time").isNotNull().cast("int"))
     w = per_key(["touch_id"]).orderBy(F.col("_batch_dt").desc(), filled.desc(), F.col("_row_hash").desc())
-    return once.unionByName(again.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn"))
+
+    def latest(rows: DataFrame) -> DataFrame:
+        return rows.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+    if sort_all:
+        return latest(df)
+    keyed = _touch_keyed(df)
+    once, again = split_by_repeated_hashes(keyed, repeated if repeated is not None else repeated_key_hashes(keyed))
+    return once.unionByName(latest(again))
+
+
+def _touch_keyed(df: DataFrame) -> DataFrame:
+    return df.withColumn(KEY_HASH, F.xxhash64("touch_id"))
+
+
+def repeated_touch_ids(df: DataFrame) -> DataFrame:
+    """``__kh``: the 64-bit hashes of the touch ids that ``df`` holds more than once."""
+    return repeated_key_hashes(_touch_keyed(df))
+
+
+def latest_touches(wh: Warehouse, df: DataFrame, bound: int | None = None) -> DataFrame:
+    """``touches_resolved`` over ``df`` (rows of ``bronze.touch``), broadcasting at most ``bound`` repeated ids
+    (default ``BROADCAST_KEY_HASHES``).
+
+    A repeated id has two rows at least, so a table of at most twice the bound in all is below it: told by
+    the Delta log's row count, with no file read, and the hashes are found in the plan. A larger table's
+    repeated ids are found first and held (the broadcast then reads them; at 1,000,000 persons 5M touch
+    rows): above the bound, as at hundreds of millions of touches with a tenth of them opened later (a
+    broadcast of hundreds of megabytes), every row is sorted instead.
+    """
+    bound = BROADCAST_KEY_HASHES if bound is None else bound
+    if wh.read(table_name("touch")).count() <= 2 * bound:
+        return touches_resolved(df)
+    repeated = repeated_touch_ids(df).localCheckpoint(eager=True)
+    if repeated.count() > bound:
+        return touches_resolved(df, sort_all=True)
+    return touches_resolved(df, repeated)
 
 
 # A 64-bit hash of a row's key: rows with equal keys get equal hashes.
 KEY_HASH = "__kh"
+
+# Up to this many repeated key hashes are broadcast (8 bytes each, some 50 MB built) to pick the rows that
+# need sorting (ingest's loads, ``touches_resolved``). At 1,000,000 persons one load of events held 256,168
+# repeated keys: above the earlier limit of 250,000 typed keys, it sorted all of its 52M rows.
+BROADCAST_KEY_HASHES = 2_000_000
 
 
 def repeated_key_hashes(keyed: DataFrame) -> DataFrame:

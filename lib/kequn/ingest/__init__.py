@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..bronze import KEY_HASH, per_key, repeated_key_hashes, split_by_repeated_hashes
+from ..bronze import BROADCAST_KEY_HASHES, KEY_HASH, per_key, repeated_key_hashes, split_by_repeated_hashes
 from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
 from ..session import concurrently, held
@@ -98,12 +98,6 @@ def with_key_hash(rows: DataFrame, source: Source) -> DataFrame:
     # The content holds the source's key and version; a touch's batch date is not content.
     lineage = [F.col(k) for k in _merge_keys(source) if k.startswith("_") and k != "_row_hash"]
     return rows.withColumn(KEY_HASH, F.xxhash64(*bronze_content(source), *lineage))
-
-
-# Up to this many repeated key hashes are broadcast (8 bytes each, some 50 MB built) to pick the rows that
-# need sorting. At 1,000,000 persons one load of events held 256,168 repeated keys: above the earlier limit
-# of 250,000 typed keys, it sorted all of its 52M rows.
-BROADCAST_KEY_HASHES = 2_000_000
 
 
 # A delivery up to this many rows is broadcast: kequn drops its already-loaded rows itself (see
