@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from kequn import bronze, ingest
 from kequn.config import ConfigError, PipelineConfig
 from kequn.landing import SOURCES
-from kequn.session import concurrently
+from kequn.session import concurrently, release
 
 AS_OF = "2026-11-02"
 CLEAR = ["张三", "Li, Si", "13800138000", "11010519491231002X", "6222020000000000123", "13900139000"]
@@ -221,7 +221,7 @@ def test_a_sources_parsed_rows_are_freed_when_its_load_ends(spark, warehouse, la
     assert sum(1 for t, _ in vault if t == "raw_record") == 2
     assert sorted(r.line for r in out.quarantine[0].collect()) == [4, 5]
     for df in out.cached:
-        ingest._release(df)
+        release(df)
     # Nothing of the load is held. (Earlier tests' frames may be freed meanwhile by Spark's cleaner.)
     assert set(sc._jsc.getPersistentRDDs().keys()) - before == set()
 

@@ -350,7 +350,7 @@ def test_latest_touches_broadcast_at_most_the_bound_of_repeated_ids(spark, tmp_p
 def _release(held):
     """Free what a test held (parsed rows, ``unique_bronze_rows``' key hashes), as ingest does when a
     source's load ends."""
-    from kequn.ingest import _release as release
+    from kequn.session import release
 
     for df in held:
         release(df)

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from .landing import MASTER, SOURCES
+from .session import held, release
 from .tables import Warehouse
 
 
@@ -103,8 +104,8 @@ def touches_resolved(df: DataFrame, repeated: DataFrame | None = None, sort_all:
 
     A touch is delivered again only when it is opened or converted, so most touch_ids have one row: only
     the rows whose id hash repeats are sorted by the window (``split_by_repeated_hashes``), the others pass
-    as they are. ``repeated``: those hashes (``repeated_touch_ids`` of ``df``) if counted already, else they
-    are found in the plan. ``sort_all``: every row goes through the window instead, for touches whose
+    as they are. ``repeated``: those hashes (``held_repeated_hashes``) if counted already, else they are found
+    in the plan. ``sort_all``: every row goes through the window instead, for touches whose
     repeated ids are too many to broadcast (``latest_touches``).
     """
     filled = (F.col("opened_time").isNotNull().cast("int") + F.col("converted_time").isNotNull().cast("int"))
@@ -124,11 +125,6 @@ def _touch_keyed(df: DataFrame) -> DataFrame:
     return df.withColumn(KEY_HASH, F.xxhash64("touch_id"))
 
 
-def repeated_touch_ids(df: DataFrame) -> DataFrame:
-    """``__kh``: the 64-bit hashes of the touch ids that ``df`` holds more than once."""
-    return repeated_key_hashes(_touch_keyed(df))
-
-
 def latest_touches(wh: Warehouse, df: DataFrame, bound: int | None = None) -> DataFrame:
     """``touches_resolved`` over ``df`` (rows of ``bronze.touch``), broadcasting at most ``bound`` repeated ids
     (default ``BROADCAST_KEY_HASHES``).
@@ -142,9 +138,12 @@ def latest_touches(wh: Warehouse, df: DataFrame, bound: int | None = None) -> Da
     bound = BROADCAST_KEY_HASHES if bound is None else bound
     if wh.read(table_name("touch")).count() <= 2 * bound:
         return touches_resolved(df)
-    repeated = repeated_touch_ids(df).localCheckpoint(eager=True)
-    if repeated.count() > bound:
+    repeated, n = held_repeated_hashes(_touch_keyed(df))
+    if n > bound:
+        release(repeated)
         return touches_resolved(df, sort_all=True)
+    # Held for the rest of the run (8 bytes an id, at most the bound): the reader's plan is lazy, so no
+    # point in it knows when the broadcast has read them; Spark's cleaner frees them with the plan.
     return touches_resolved(df, repeated)
 
 
@@ -165,6 +164,13 @@ def repeated_key_hashes(keyed: DataFrame) -> DataFrame:
     long column is shuffled instead of the key's strings: 13 s instead of 23-30 s for 16M holdings.
     """
     return keyed.groupBy(KEY_HASH).count().where("count > 1").select(KEY_HASH)
+
+
+def held_repeated_hashes(keyed: DataFrame) -> tuple[DataFrame, int]:
+    """``repeated_key_hashes`` of ``keyed`` computed now and held (``kequn.session.held``), and how many: a
+    caller broadcasts them only up to ``BROADCAST_KEY_HASHES`` and sorts every row above it."""
+    hashes = held(repeated_key_hashes(keyed))
+    return hashes, hashes.count()
 
 
 def split_by_repeated_hashes(keyed: DataFrame, hashes: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -263,6 +263,16 @@ def held(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK)
 
 
+def release(df: DataFrame) -> None:
+    """Free a cached or locally checkpointed (``held``) frame's blocks now, not when the driver next collects
+    garbage."""
+    plan = df._jdf.queryExecution().logical()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+    else:
+        df.unpersist()
+
+
 Result = TypeVar("Result")
 
 

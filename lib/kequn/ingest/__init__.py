@@ -20,10 +20,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..bronze import BROADCAST_KEY_HASHES, KEY_HASH, per_key, repeated_key_hashes, split_by_repeated_hashes
+from ..bronze import BROADCAST_KEY_HASHES, KEY_HASH, held_repeated_hashes, per_key, split_by_repeated_hashes
 from ..config import PipelineConfig
 from ..landing import MASTER, SOURCES, Source
-from ..session import concurrently, held
+from ..session import concurrently, held, release
 from ..tables import Warehouse
 from .discover import DIGEST_SCHEMA, Batch, FileDigests, batches, header
 from .parse import (bronze_content, bronze_rows, checked_rows, file_reason_counts, line_breaks_by_file,
@@ -207,9 +207,8 @@ def unique_bronze_rows(good: DataFrame, source: Source, held: list[DataFrame],
     """
     if KEY_HASH not in good.columns:
         good = with_key_hash(good, source)
-    hashes = repeated_key_hashes(unnumbered if unnumbered is not None else good).localCheckpoint(eager=True)
+    hashes, n = held_repeated_hashes(unnumbered if unnumbered is not None else good)
     held.append(hashes)
-    n = hashes.count()
     if n == 0:
         return bronze_rows(good, source)
     if n > BROADCAST_KEY_HASHES or merged_on_content(source):
@@ -256,7 +255,7 @@ def ingest_source(spark: SparkSession, wh: Warehouse, source: Source, pending: l
         # The parsed rows are freed once the source's MERGE is done, not at the end of the run: kept
         # until then, the loads before it filled storage memory and pushed the next loads' rows to disk.
         for df in transient:
-            _release(df)
+            release(df)
 
 
 def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Batch], groups: dict, key: bytes,
@@ -330,15 +329,6 @@ def _load(spark: SparkSession, wh: Warehouse, source: Source, accepted: list[Bat
     return {f"bronze.{source.name}": read - nbad, QUARANTINE: nbad}
 
 
-def _release(df: DataFrame) -> None:
-    """Free a cached or locally checkpointed frame's blocks now, not when the driver next collects garbage."""
-    plan = df._jdf.queryExecution().logical()
-    if plan.getClass().getSimpleName() == "LogicalRDD":
-        plan.rdd().unpersist(False)
-    else:
-        df.unpersist()
-
-
 class _Pending:
     """What every source adds and the run writes once at its end: vault, quarantine, ledger."""
 
@@ -403,7 +393,7 @@ def run(spark: SparkSession, wh: Warehouse, landing: str, as_of: str, config: Pi
                 .withColumn("loaded_at", F.current_timestamp()))
         wh.merge(rows, LEDGER, ["source", "batch_dt", "fingerprint"])
     for df in out.cached:
-        _release(df)
+        release(df)
     for e in out.errors:
         log.error("ingest rejected: %s", e)
     if out.errors:
