@@ -19,12 +19,16 @@ Bronze columns are the landing columns with personal data replaced by tokens
 """
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from .landing import MASTER, SOURCES
 from .session import held, release
 from .tables import Warehouse
+
+log = logging.getLogger(__name__)
 
 
 def table_name(source: str) -> str:
@@ -139,6 +143,8 @@ def latest_touches(wh: Warehouse, df: DataFrame, bound: int | None = None) -> Da
     if wh.read(table_name("touch")).count() <= 2 * bound:
         return touches_resolved(df)
     repeated, n = held_repeated_hashes(_touch_keyed(df))
+    log.info("bronze.touch: %d touch ids delivered more than once: %s", n,
+             "sorting every row" if n > bound else "sorting their rows only")
     if n > bound:
         release(repeated)
         return touches_resolved(df, sort_all=True)
